@@ -1,0 +1,1 @@
+"""django-planton: database-driven scheduling of recurring maintenance work."""
