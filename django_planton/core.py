@@ -52,6 +52,7 @@ __all__ = [
     "TaskEvent",
     "compute_delay",
     "compute_limit",
+    "log_error",
     "run_cycle",
     "validate_instructions",
 ]
@@ -607,19 +608,24 @@ class Planton:
                 self._emit_error(task.name, error)
 
     def _emit_error(self, task_name: str, error: BaseException) -> None:
-        logger.error(
-            "Task %s: %s: %s",
-            task_name,
-            type(error).__name__,
-            error,
-            # Our own validation errors say all there is to say; a user's
-            # exception deserves its traceback.
-            exc_info=None if isinstance(error, PlantonError) else error,
-            extra={"task_name": task_name},
-        )
+        log_error(task_name, error)
         if self._on_error is None:
             return
         try:
             self._on_error(ErrorEvent(task_name=task_name, error=error))
         except Exception:
             logger.exception("on_error callback failed for task %s", task_name)
+
+
+def log_error(task_name: str, error: BaseException) -> None:
+    """Log an error of a task at ERROR, the way every error of the loop is logged."""
+    logger.error(
+        "Task %s: %s: %s",
+        task_name,
+        type(error).__name__,
+        error,
+        # Our own validation errors say all there is to say; a user's
+        # exception deserves its traceback.
+        exc_info=None if isinstance(error, PlantonError) else error,
+        extra={"task_name": task_name},
+    )

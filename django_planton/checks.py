@@ -1,0 +1,80 @@
+"""System checks for misconfiguration that can be found at start-up."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from .conf import DEFAULTS, get_setting
+
+
+def _positive_number(name: str) -> list[CheckMessage]:
+    value = get_setting(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return [
+            Error(
+                f"{name} must be a positive number, not {value!r}.",
+                hint=f"Remove it to use the default ({DEFAULTS[name]!r}).",
+                id="django_planton.E001",
+            )
+        ]
+    return []
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for name in (
+        "PLANTON_MAX_WORKERS",
+        "PLANTON_POLL_INTERVAL",
+        "PLANTON_MAX_WAIT",
+        "PLANTON_HOUSEKEEPING_INTERVAL",
+        "PLANTON_MAX_INSTRUCTION_LENGTH",
+    ):
+        messages += _positive_number(name)
+    for name in ("PLANTON_MAX_WORKERS", "PLANTON_MAX_INSTRUCTION_LENGTH"):
+        if not isinstance(get_setting(name), int):
+            messages.append(
+                Error(
+                    f"{name} must be a whole number, not {get_setting(name)!r}.",
+                    hint=f"Remove it to use the default ({DEFAULTS[name]!r}).",
+                    id="django_planton.E002",
+                )
+            )
+    keep = get_setting("PLANTON_KEEP_COMPLETED_EXECUTIONS")
+    if keep is not None and (not isinstance(keep, timedelta) or keep <= timedelta(0)):
+        messages.append(
+            Error(
+                f"PLANTON_KEEP_COMPLETED_EXECUTIONS must be a positive timedelta or None, "
+                f"not {keep!r}.",
+                hint="For example timedelta(days=7); None keeps executions forever.",
+                id="django_planton.E003",
+            )
+        )
+    return messages
+
+
+@register("database")
+def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """SQLite has no row locks: cycles must take the write lock when they begin."""
+    messages: list[CheckMessage] = []
+    for alias, database in settings.DATABASES.items():
+        if database.get("ENGINE") != "django.db.backends.sqlite3":
+            continue
+        if database.get("OPTIONS", {}).get("transaction_mode") != "IMMEDIATE":
+            messages.append(
+                Warning(
+                    f"Database {alias!r} is SQLite without transaction_mode 'IMMEDIATE'.",
+                    hint=(
+                        f"Set DATABASES[{alias!r}]['OPTIONS'] = {{'transaction_mode': "
+                        "'IMMEDIATE', 'timeout': 20} so that two run_planton processes on one "
+                        "file cannot both read before either writes, which would break the "
+                        "concurrency limit."
+                    ),
+                    id="django_planton.W001",
+                )
+            )
+    return messages

@@ -1,0 +1,358 @@
+"""The two tables of django-planton, after the reference schema.
+
+``maintenance_task`` holds one row per registered task: what an operator may
+steer (pause, a concurrency override, the maximum execution duration) and the
+attempt state that the runners share, so that several ``run_planton``
+processes keep one cadence. ``maintenance_task_execution`` holds one row per
+dispatched instruction; the rows without ``ended_at`` are the task's active
+instructions.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from django.db import models, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from . import signals
+
+logger = logging.getLogger("django_planton")
+
+
+class MaintenanceTaskQuerySet(models.QuerySet["MaintenanceTask"]):
+    def for_task(self, name: str) -> MaintenanceTaskQuerySet:
+        return self.filter(nid=name)
+
+    def paused(self) -> MaintenanceTaskQuerySet:
+        return self.filter(is_paused=True)
+
+    def active(self) -> MaintenanceTaskQuerySet:
+        return self.filter(is_paused=False)
+
+    def with_running_count(self) -> MaintenanceTaskQuerySet:
+        return self.annotate(
+            running_count=models.Count("executions", filter=Q(executions__ended_at__isnull=True))
+        )
+
+
+class MaintenanceTask(models.Model):
+    """A registered task, its operator's settings and its shared attempt state."""
+
+    nid = models.CharField(
+        _("name"),
+        max_length=200,
+        unique=True,
+        help_text=_("The name the task is registered under in code."),
+    )
+    maximum_execution_duration = models.DurationField(
+        default=timedelta(minutes=5),
+        help_text=_(
+            "An execution still running after this long is ended by the runner "
+            "(terminated) and execution_terminated is sent, so the work can be given back."
+        ),
+    )
+    maximum_concurrent_execution_count = models.PositiveIntegerField(
+        _("concurrency override"),
+        default=0,
+        help_text=_(
+            "When above 0, replaces the concurrency declared in code: at most this many "
+            "executions of the task run at once."
+        ),
+    )
+    concurrency = models.PositiveIntegerField(
+        _("declared concurrency"),
+        default=1,
+        editable=False,
+        help_text=_("The concurrency declared in code, copied here by run_planton."),
+    )
+    is_paused = models.BooleanField(
+        _("paused"),
+        default=False,
+        help_text=_("A paused task is not attempted; its running executions go on."),
+    )
+    attempt_number = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text=_("Attempts since the last one that dispatched instructions."),
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the task is next due. Empty means due now; set it to now to have the "
+            "task attempted at once."
+        ),
+    )
+    last_attempted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_dispatched_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("When the task last dispatched instructions."),
+    )
+    last_error = models.TextField(
+        blank=True,
+        default="",
+        editable=False,
+        help_text=_("The error of the last failed attempt, cleared by a successful one."),
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = MaintenanceTaskQuerySet.as_manager()
+
+    class Meta:
+        db_table = "maintenance_task"
+        ordering = ["nid"]
+        verbose_name = _("maintenance task")
+        verbose_name_plural = _("maintenance tasks")
+
+    def __str__(self) -> str:
+        return self.nid
+
+    @property
+    def effective_concurrency(self) -> int:
+        """The override when one is set, else the concurrency declared in code."""
+        return self.maximum_concurrent_execution_count or self.concurrency
+
+
+class ExecutionState(models.TextChoices):
+    RUNNING = "RUNNING", _("Running")
+    COMPLETED = "COMPLETED", _("Completed")
+
+
+def describe_error(error: BaseException | str | dict[str, Any]) -> dict[str, Any]:
+    """A JSON description of an error, for ``MaintenanceTaskExecution.error``."""
+    if isinstance(error, dict):
+        return error
+    if isinstance(error, str):
+        return {"type": "Error", "message": error}
+    return {
+        "type": type(error).__qualname__,
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
+class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution"]):
+    def running(self) -> MaintenanceTaskExecutionQuerySet:
+        # ended_at IS NULL, not state = RUNNING: it is what the partial index covers.
+        return self.filter(ended_at__isnull=True)
+
+    def finished(self) -> MaintenanceTaskExecutionQuerySet:
+        return self.filter(ended_at__isnull=False)
+
+    def terminated(self) -> MaintenanceTaskExecutionQuerySet:
+        return self.filter(terminated_at__isnull=False)
+
+    def for_task(self, name: str) -> MaintenanceTaskExecutionQuerySet:
+        return self.filter(maintenance_task__nid=name)
+
+    def overdue(self, now: Any = None) -> MaintenanceTaskExecutionQuerySet:
+        """Running executions older than their task's maximum execution duration."""
+        deadline = ExpressionWrapper(
+            F("started_at") + F("maintenance_task__maximum_execution_duration"),
+            output_field=DateTimeField(),
+        )
+        return self.running().alias(deadline=deadline).filter(deadline__lt=now or timezone.now())
+
+    def complete(self) -> int:
+        """Complete the running executions of this queryset in one statement; returns how many."""
+        return self._end(error=None)
+
+    def fail(self, error: BaseException | str | dict[str, Any]) -> int:
+        """Complete the running executions of this queryset, recording ``error``."""
+        return self._end(error=describe_error(error))
+
+    def heartbeat(self) -> int:
+        """Record that the running executions of this queryset are still being worked on."""
+        return self.running().update(last_seen_at=timezone.now())
+
+    def _end(self, *, error: dict[str, Any] | None) -> int:
+        running = self.running()
+        task_ids = None
+        if signals.executions_ended.has_listeners():
+            task_ids = set(running.values_list("maintenance_task_id", flat=True).distinct())
+        now = timezone.now()
+        count = running.update(
+            state=ExecutionState.COMPLETED, ended_at=now, last_seen_at=now, error=error
+        )
+        if count and task_ids:
+            names = list(
+                MaintenanceTask.objects.filter(pk__in=task_ids).values_list("nid", flat=True)
+            )
+            transaction.on_commit(
+                lambda: signals.executions_ended.send(
+                    sender=MaintenanceTaskExecution, task_names=names
+                ),
+                using=self.db,
+            )
+        return count
+
+    def terminate(self, reason: str) -> list[MaintenanceTaskExecution]:
+        """End the running executions of this queryset as terminated.
+
+        Returns the executions it ended; ``execution_terminated`` is sent for
+        each of them once the transaction commits, so that an application can
+        give their work back. Rows another process holds locked are left for
+        a later round.
+        """
+        now = timezone.now()
+        with transaction.atomic(using=self.db):
+            ended = list(self.running().select_for_update(skip_locked=True))
+            if not ended:
+                return []
+            fields = {
+                "state": ExecutionState.COMPLETED,
+                "ended_at": now,
+                "terminated_at": now,
+                "terminated_reason": reason,
+            }
+            self.model.objects.using(self.db).filter(pk__in=[e.pk for e in ended]).update(**fields)
+            tasks = MaintenanceTask.objects.using(self.db).in_bulk(
+                {execution.maintenance_task_id for execution in ended}
+            )
+            for execution in ended:
+                for name, value in fields.items():
+                    setattr(execution, name, value)
+                execution.maintenance_task = tasks[execution.maintenance_task_id]
+            transaction.on_commit(lambda: _send_terminated(ended, reason), using=self.db)
+        return ended
+
+
+def _send_terminated(executions: Iterable[MaintenanceTaskExecution], reason: str) -> None:
+    for execution in executions:
+        for receiver, response in signals.execution_terminated.send_robust(
+            sender=MaintenanceTaskExecution, execution=execution, reason=reason
+        ):
+            if isinstance(response, Exception):
+                logger.error(
+                    "execution_terminated receiver %r failed for execution %s",
+                    receiver,
+                    execution.pk,
+                    exc_info=response,
+                    extra={"task_name": execution.maintenance_task.nid},
+                )
+    names = sorted({execution.maintenance_task.nid for execution in executions})
+    signals.executions_ended.send(sender=MaintenanceTaskExecution, task_names=names)
+
+
+class MaintenanceTaskExecution(models.Model):
+    """One dispatched instruction and what became of it."""
+
+    maintenance_task = models.ForeignKey(
+        MaintenanceTask,
+        on_delete=models.CASCADE,
+        related_name="executions",
+        db_index=False,  # covered by the named indexes below, as in the reference
+        verbose_name=_("task"),
+    )
+    instruction = models.TextField(help_text=_("What the task's schedule returned."))
+    started_at = models.DateTimeField(help_text=_("When the instruction was dispatched."))
+    ended_at = models.DateTimeField(null=True, blank=True)
+    hostname = models.TextField(  # noqa: DJ001 (nullable as in the reference schema)
+        null=True, blank=True, help_text=_("The runner's host.")
+    )
+    state = models.CharField(
+        max_length=16, choices=ExecutionState.choices, default=ExecutionState.RUNNING
+    )
+    error = models.JSONField(null=True, blank=True, help_text=_("Why the execution failed."))
+    terminated_at = models.DateTimeField(null=True, blank=True)
+    terminated_reason = models.TextField(null=True, blank=True)  # noqa: DJ001 (as in the reference)
+    last_seen_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("The last heartbeat of whoever works on it.")
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = MaintenanceTaskExecutionQuerySet.as_manager()
+
+    class Meta:
+        db_table = "maintenance_task_execution"
+        ordering = ["-started_at", "-id"]
+        verbose_name = _("execution")
+        verbose_name_plural = _("executions")
+        get_latest_by = "started_at"
+        permissions = [
+            ("terminate_maintenancetaskexecution", _("Can terminate running executions"))
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state=ExecutionState.COMPLETED) | Q(ended_at__isnull=True),
+                name="maintenance_task_execution_check",
+            ),
+            models.CheckConstraint(
+                condition=Q(terminated_at__isnull=True) | Q(ended_at__isnull=False),
+                name="maintenance_task_execution_check1",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=ExecutionState.values),
+                name="maintenance_task_execution_state_check",
+            ),
+        ]
+        indexes = [
+            # Index names are capped at 30 characters; the reference's longer
+            # names are abbreviated (mte = maintenance_task_execution).
+            models.Index(fields=["maintenance_task"], name="maintenance_task_id_idx"),
+            models.Index(fields=["ended_at", "maintenance_task"], name="mte_ended_at_task_id_idx"),
+            models.Index(
+                fields=["maintenance_task"],
+                condition=Q(ended_at__isnull=True),
+                name="mte_running_task_id_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.maintenance_task_id}:{self.instruction}"
+
+    @property
+    def duration(self) -> timedelta | None:
+        """How long it ran, or has been running so far."""
+        if self.started_at is None:
+            return None
+        return (self.ended_at or timezone.now()) - self.started_at
+
+    @property
+    def is_running(self) -> bool:
+        return self.ended_at is None
+
+    def _own_queryset(self) -> MaintenanceTaskExecutionQuerySet:
+        return type(self).objects.filter(pk=self.pk)
+
+    def complete(self) -> bool:
+        """Mark the execution completed; False if it had already ended."""
+        ended = bool(self._own_queryset().complete())
+        self.refresh_from_db(fields=["state", "ended_at", "last_seen_at", "error"])
+        return ended
+
+    def fail(self, error: BaseException | str | dict[str, Any]) -> bool:
+        """Complete the execution with ``error`` recorded; False if it had already ended."""
+        ended = bool(self._own_queryset().fail(error))
+        self.refresh_from_db(fields=["state", "ended_at", "last_seen_at", "error"])
+        return ended
+
+    def heartbeat(self) -> bool:
+        """Record that the execution is still being worked on."""
+        seen = bool(self._own_queryset().heartbeat())
+        self.refresh_from_db(fields=["last_seen_at"])
+        return seen
+
+    @contextmanager
+    def tracking(self) -> Iterator[MaintenanceTaskExecution]:
+        """Complete the execution when the block ends, or fail it with the block's exception.
+
+        The exception is recorded and raised again.
+        """
+        try:
+            yield self
+        except Exception as error:
+            self.fail(error)
+            raise
+        self.complete()

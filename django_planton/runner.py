@@ -1,0 +1,453 @@
+"""The Django adapter of the scheduling core.
+
+:class:`DatabaseCycleRunner` plugs into the core's loop (:class:`Planton`)
+and runs each cycle in one database transaction around the task's
+``maintenance_task`` row:
+
+1. lock the row with ``SELECT ... FOR UPDATE SKIP LOCKED``; a row another
+   process holds means that process is running this task's cycle, so skip;
+2. stop there if the task is paused or not due yet;
+3. read the active instructions and the effective concurrency;
+4. call ``schedule`` inside the same transaction, so its own claims commit or
+   roll back together with the execution rows;
+5. on an invalid result roll everything back, then record the attempt in a
+   short transaction of its own, so a failing task still backs off;
+6. write the execution rows and the new attempt state, and commit;
+7. send the signals once the transaction has committed.
+
+Because the attempt state lives on the row, every runner process reads the
+same clock: several processes share one cadence and one concurrency.
+
+:class:`Runner` wires the registry, the core loop, housekeeping (ending
+overdue executions, pruning old ones) and wake-ups together; the
+``run_planton`` command only parses options and calls it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.utils import timezone
+
+from . import signals
+from .conf import get_setting
+from .core import CycleReport, Planton, Task, compute_delay, log_error, run_cycle
+from .errors import UnexpectedTaskInstructionsError
+from .models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
+from .registry import registry
+
+logger = logging.getLogger("django_planton")
+
+__all__ = ["DatabaseCycleRunner", "Runner", "sync_tasks"]
+
+# Seconds between two prunes of old executions by a running runner.
+_PRUNE_INTERVAL = 60.0
+
+
+def sync_tasks(tasks: Sequence[Task], *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Create or update a ``maintenance_task`` row for every task, in one statement.
+
+    Run at start-up, so that the admin lists tasks before they ever run and
+    shows the concurrency declared in code.
+    """
+    if not tasks:
+        return
+    MaintenanceTask.objects.using(using).bulk_create(
+        [MaintenanceTask(nid=task.name, concurrency=task.concurrency) for task in tasks],
+        update_conflicts=True,
+        unique_fields=["nid"],
+        update_fields=["concurrency"],
+    )
+
+
+def _ensure_usable(alias: str) -> None:
+    """Drop this thread's connection if an error left it broken.
+
+    Unlike ``close_old_connections()``, this keeps a healthy connection open
+    whatever ``CONN_MAX_AGE`` says: a runner thread reconnecting every cycle
+    would spend more on connecting than on scheduling.
+    """
+    connection = connections[alias]
+    if connection.connection is None or connection.in_atomic_block:
+        return
+    if connection.errors_occurred or connection.get_autocommit() is not True:
+        if connection.is_usable() and connection.get_autocommit():
+            connection.errors_occurred = False
+        else:
+            connection.close()
+
+
+class DatabaseCycleRunner:
+    """Keeps attempt state on ``maintenance_task`` rows; one cycle, one transaction."""
+
+    def __init__(
+        self,
+        *,
+        using: str = DEFAULT_DB_ALIAS,
+        hostname: str | None = None,
+        poll_interval: float | None = None,
+        max_wait: float | None = None,
+        max_instruction_length: int | None = None,
+    ) -> None:
+        self.using = using
+        self.hostname = hostname or get_setting("PLANTON_HOSTNAME")
+        self.poll_interval = float(poll_interval or get_setting("PLANTON_POLL_INTERVAL"))
+        self.max_wait = float(max_wait or get_setting("PLANTON_MAX_WAIT"))
+        self.max_instruction_length = int(
+            max_instruction_length or get_setting("PLANTON_MAX_INSTRUCTION_LENGTH")
+        )
+        self._lock = threading.Lock()
+        self._woken: set[str] = set()
+        self._database_failures: dict[str, int] = {}
+        self._connections: set[Any] = set()
+
+    # -- the CycleRunner protocol -------------------------------------------
+
+    def first(self, task: Task) -> CycleReport:
+        # The row decides: a task never attempted is due, one attempted by
+        # another process waits for its next_attempt_at.
+        return CycleReport(delay=0.0)
+
+    def run(self, task: Task, may_schedule: Callable[[], bool] = lambda: True) -> CycleReport:
+        with self._lock:
+            woken = task.name in self._woken
+            self._woken.discard(task.name)
+        self._track_connection()
+        _ensure_usable(self.using)
+        try:
+            report = self._run(task, may_schedule, woken=woken)
+        except DatabaseError as error:
+            return self._database_failed(task, error)
+        self._database_failures.pop(task.name, None)
+        return report
+
+    # -- wake-ups ------------------------------------------------------------
+
+    def wake(self, task_name: str) -> None:
+        """Let the next cycle of ``task_name`` run before its next attempt time.
+
+        It runs only if the task's last attempt found work or found every
+        slot taken (attempt number 0): an idle task keeps backing off.
+        """
+        with self._lock:
+            self._woken.add(task_name)
+
+    # -- internals -----------------------------------------------------------
+
+    def _run(self, task: Task, may_schedule: Callable[[], bool], *, woken: bool) -> CycleReport:
+        now = timezone.now()
+        tasks = MaintenanceTask.objects.using(self.using)
+        with transaction.atomic(using=self.using):
+            row = tasks.select_for_update(skip_locked=True).filter(nid=task.name).first()
+            if row is None:
+                if not tasks.filter(nid=task.name).exists():
+                    sync_tasks([task], using=self.using)  # deleted in the admin: bring it back
+                    return CycleReport(delay=0.0)
+                return CycleReport(delay=self.poll_interval)  # another process runs this cycle
+            if row.is_paused:
+                delay, _ = compute_delay(task, row.attempt_number)
+                return CycleReport(delay=self._capped(max(delay, self.poll_interval)))
+            due = (
+                row.next_attempt_at is None
+                or row.next_attempt_at <= now
+                or (woken and row.attempt_number == 0)
+            )
+            if not due:
+                return CycleReport(delay=self._capped((row.next_attempt_at - now).total_seconds()))
+
+            active = list(row.executions.running().values_list("instruction", flat=True))
+            outcome = run_cycle(
+                task,
+                attempt_number=row.attempt_number,
+                active_task_instructions=active,
+                concurrency=row.maximum_concurrent_execution_count or task.concurrency,
+                may_schedule=may_schedule,
+            )
+            errors = outcome.errors
+            if outcome.instructions:
+                problem = self._unstorable(task, outcome.instructions)
+                if problem is not None:
+                    errors = (problem,)
+            if outcome.failed or errors != outcome.errors:
+                transaction.set_rollback(True, using=self.using)
+                failed_attempt = row.attempt_number + 1
+            else:
+                return self._commit(task, row, outcome.instructions, outcome.attempt_number, errors)
+        return self._record_failure(task, failed_attempt, errors, now)
+
+    def _commit(
+        self,
+        task: Task,
+        row: MaintenanceTask,
+        instructions: Sequence[str],
+        attempt_number: int,
+        errors: tuple[BaseException, ...],
+    ) -> CycleReport:
+        """Write the executions and the new attempt state; signals go out on commit."""
+        delay, delay_error = compute_delay(task, attempt_number)
+        now = timezone.now()
+        update_fields = ["attempt_number", "next_attempt_at", "last_attempted_at", "updated_at"]
+        row.attempt_number = attempt_number
+        row.next_attempt_at = now + timedelta(seconds=delay)
+        row.last_attempted_at = now
+        if row.last_error:
+            row.last_error = ""
+            update_fields.append("last_error")
+        if instructions:
+            executions = MaintenanceTaskExecution.objects.using(self.using).bulk_create(
+                [
+                    MaintenanceTaskExecution(
+                        maintenance_task=row,
+                        instruction=instruction,
+                        started_at=now,
+                        hostname=self.hostname,
+                        state=ExecutionState.RUNNING,
+                        created_at=now,
+                    )
+                    for instruction in instructions
+                ]
+            )
+            row.last_dispatched_at = now
+            update_fields.append("last_dispatched_at")
+            transaction.on_commit(partial(self._dispatch, task, executions), using=self.using)
+        row.save(using=self.using, update_fields=update_fields)
+        if delay_error is not None:
+            errors = (*errors, delay_error)
+        return CycleReport(
+            delay=self._capped(delay), instructions=tuple(instructions), errors=errors
+        )
+
+    def _record_failure(
+        self, task: Task, attempt_number: int, errors: tuple[BaseException, ...], now: Any
+    ) -> CycleReport:
+        """Record a failed attempt in a transaction of its own, so the task backs off."""
+        delay, delay_error = compute_delay(task, attempt_number)
+        message = "; ".join(f"{type(error).__name__}: {error}" for error in errors)
+        with transaction.atomic(using=self.using):
+            MaintenanceTask.objects.using(self.using).filter(nid=task.name).update(
+                attempt_number=attempt_number,
+                next_attempt_at=now + timedelta(seconds=delay),
+                last_attempted_at=now,
+                last_error=message[:2000],
+                updated_at=timezone.now(),
+            )
+        for error in errors:
+            for receiver, response in signals.schedule_failed.send_robust(
+                sender=task, task_name=task.name, error=error
+            ):
+                if isinstance(response, Exception):
+                    logger.error(
+                        "schedule_failed receiver %r failed for task %s",
+                        receiver,
+                        task.name,
+                        exc_info=response,
+                        extra={"task_name": task.name},
+                    )
+        if delay_error is not None:
+            errors = (*errors, delay_error)
+        return CycleReport(delay=self._capped(delay), errors=errors)
+
+    def _unstorable(self, task: Task, instructions: Sequence[str]) -> BaseException | None:
+        """Instructions the executions table cannot hold are the task's error, not a crash."""
+        for instruction in instructions:
+            if len(instruction) > self.max_instruction_length:
+                reason = (
+                    f"an instruction of {len(instruction)} characters exceeds "
+                    f"PLANTON_MAX_INSTRUCTION_LENGTH ({self.max_instruction_length})."
+                )
+            elif "\x00" in instruction:
+                reason = f"{instruction!r} contains a NUL character, which databases reject."
+            else:
+                continue
+            return UnexpectedTaskInstructionsError(
+                f"Task {task.name!r} returned unexpected instructions: {reason}",
+                task_name=task.name,
+                unexpected_task_instructions=list(instructions),
+            )
+        return None
+
+    def _dispatch(self, task: Task, executions: list[MaintenanceTaskExecution]) -> None:
+        """Send the signals of a committed batch; a failing receiver fails its execution."""
+        try:
+            for _receiver, response in signals.batch_dispatched.send_robust(
+                sender=task, task_name=task.name, executions=executions
+            ):
+                if isinstance(response, Exception):
+                    log_error(task.name, response)
+            for execution in executions:
+                for receiver, response in signals.task_dispatched.send_robust(
+                    sender=task,
+                    task_name=task.name,
+                    instruction=execution.instruction,
+                    execution=execution,
+                ):
+                    if isinstance(response, Exception):
+                        logger.error(
+                            "task_dispatched receiver %r failed for task %s, instruction %s",
+                            receiver,
+                            task.name,
+                            execution.instruction,
+                            exc_info=response,
+                            extra={"task_name": task.name, "instruction": execution.instruction},
+                        )
+                        execution.fail(response)
+        except DatabaseError as error:
+            # The batch is committed; executions left running end through
+            # their maximum duration.
+            log_error(task.name, error)
+
+    def _database_failed(self, task: Task, error: DatabaseError) -> CycleReport:
+        """A lost connection: drop it, and look again later, backing off up to max_wait."""
+        connection = connections[self.using]
+        if not connection.in_atomic_block:
+            try:
+                if connection.connection is not None and not connection.is_usable():
+                    connection.close()
+            except DatabaseError:
+                connection.connection = None
+        failures = self._database_failures.get(task.name, 0) + 1
+        self._database_failures[task.name] = failures
+        delay = min(self.poll_interval * 2 ** min(failures - 1, 10), self.max_wait)
+        return CycleReport(delay=delay, errors=(error,))
+
+    def _capped(self, delay: float) -> float:
+        return max(0.0, min(delay, self.max_wait))
+
+    def _track_connection(self) -> None:
+        connection = connections[self.using]
+        if connection not in self._connections:
+            connection.inc_thread_sharing()  # so that close_connections() may close it
+            with self._lock:
+                self._connections.add(connection)
+
+    def close_connections(self) -> None:
+        """Close the connections the worker threads opened; call once the loop stopped."""
+        with self._lock:
+            tracked, self._connections = self._connections, set()
+        for connection in tracked:
+            with contextlib.suppress(DatabaseError):
+                connection.close()
+
+
+class Runner:
+    """Runs registered tasks in this process: the loop, wake-ups and housekeeping.
+
+    ``run_planton`` is a thin wrapper; tests drive this class directly.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[Task] | None = None,
+        *,
+        using: str = DEFAULT_DB_ALIAS,
+        max_workers: int | None = None,
+        hostname: str | None = None,
+        housekeeping_interval: float | None = None,
+    ) -> None:
+        self.tasks = list(registry.select() if tasks is None else tasks)
+        self.using = using
+        self.cycle_runner = DatabaseCycleRunner(using=using, hostname=hostname)
+        workers = max_workers or get_setting("PLANTON_MAX_WORKERS")
+        self.planton = Planton(
+            self.tasks,
+            cycle_runner=self.cycle_runner,
+            max_workers=max(1, min(workers, len(self.tasks) or 1)),
+        )
+        self.housekeeping_interval = float(
+            housekeeping_interval or get_setting("PLANTON_HOUSEKEEPING_INTERVAL")
+        )
+        self._names = {task.name for task in self.tasks}
+        self._stopping = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+        self._last_prune = float("-inf")
+
+    def run_once(self) -> list[CycleReport]:
+        """One cycle of each task that is due, then housekeeping; for cron and tests."""
+        sync_tasks(self.tasks, using=self.using)
+        reports = []
+        for task in self.tasks:
+            report = self.cycle_runner.run(task)
+            for error in report.errors:
+                log_error(task.name, error)
+            reports.append(report)
+        self.housekeep()
+        return reports
+
+    def start(self) -> None:
+        sync_tasks(self.tasks, using=self.using)
+        signals.executions_ended.connect(self._on_executions_ended, weak=False)
+        self.planton.start()
+        self._housekeeper = threading.Thread(
+            target=self._housekeeping_loop, name="planton-housekeeping", daemon=True
+        )
+        self._housekeeper.start()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop scheduling; cycles in flight finish (within ``timeout``)."""
+        signals.executions_ended.disconnect(self._on_executions_ended)
+        self._stopping.set()
+        finished = self.planton.stop(timeout=timeout)
+        if self._housekeeper is not None:
+            self._housekeeper.join(timeout=timeout)
+        if finished:
+            self.cycle_runner.close_connections()
+        return finished
+
+    def wake(self, task_name: str) -> None:
+        if task_name in self._names:
+            self.cycle_runner.wake(task_name)
+            self.planton.wake(task_name)
+
+    def housekeep(self, *, prune: bool = True) -> None:
+        """End executions past their maximum duration; prune old completed ones."""
+        overdue = MaintenanceTaskExecution.objects.using(self.using).overdue()
+        for execution in overdue.terminate("maximum execution duration exceeded"):
+            logger.warning(
+                "Terminated execution %s of task %s (instruction %s): ran longer than %s",
+                execution.pk,
+                execution.maintenance_task.nid,
+                execution.instruction,
+                execution.maintenance_task.maximum_execution_duration,
+                extra={
+                    "task_name": execution.maintenance_task.nid,
+                    "instruction": execution.instruction,
+                },
+            )
+        if prune:
+            self.prune()
+
+    def prune(self) -> int:
+        """Delete completed executions older than PLANTON_KEEP_COMPLETED_EXECUTIONS."""
+        keep = get_setting("PLANTON_KEEP_COMPLETED_EXECUTIONS")
+        if keep is None:
+            return 0
+        cutoff = timezone.now() - keep
+        old = MaintenanceTaskExecution.objects.using(self.using).finished()
+        deleted, _ = old.filter(ended_at__lt=cutoff).delete()
+        return deleted
+
+    def _housekeeping_loop(self) -> None:
+        try:
+            while not self._stopping.wait(self.housekeeping_interval):
+                _ensure_usable(self.using)
+                prune_due = time.monotonic() - self._last_prune >= _PRUNE_INTERVAL
+                try:
+                    self.housekeep(prune=prune_due)
+                    if prune_due:
+                        self._last_prune = time.monotonic()
+                except DatabaseError as error:
+                    logger.error("Housekeeping failed: %s", error, exc_info=error)
+        finally:
+            connections[self.using].close()
+
+    def _on_executions_ended(self, sender: Any, task_names: Sequence[str], **kwargs: Any) -> None:
+        for name in task_names:
+            self.wake(name)

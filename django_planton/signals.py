@@ -1,0 +1,41 @@
+"""The signals django-planton sends.
+
+``task_dispatched``
+    Once per dispatched instruction, after the cycle's transaction commits.
+    Sender: the registered :class:`~django_planton.core.Task`, so that
+    ``task_dispatched.connect(receiver, sender=my_task)`` listens to one task.
+    Arguments: ``task_name`` (str), ``instruction`` (str), ``execution``
+    (the RUNNING :class:`~django_planton.models.MaintenanceTaskExecution`).
+    A receiver that raises is logged and its execution is failed with the
+    error; the other receivers still run.
+
+``batch_dispatched``
+    Once per cycle that dispatched instructions, before the
+    ``task_dispatched`` signals of its instructions. Sender: the task.
+    Arguments: ``task_name``, ``executions`` (list). For receivers that hand
+    a whole batch to a worker system in one go.
+
+``schedule_failed``
+    For every failed cycle: ``schedule`` raised, or returned an invalid
+    batch. The cycle's transaction was rolled back. Sender: the task.
+    Arguments: ``task_name``, ``error`` (the exception).
+
+``execution_terminated``
+    When the runner (or an operator) ends an execution that ran too long.
+    Sender: ``MaintenanceTaskExecution``. Arguments: ``execution``,
+    ``reason`` (str). Give the work back here.
+
+``executions_ended``
+    After executions end (completed, failed or terminated) and the
+    transaction commits. Sender: ``MaintenanceTaskExecution``. Arguments:
+    ``task_names`` (list of str). The runner listens to wake the task, so a
+    freed slot is refilled without waiting out the delay.
+"""
+
+from django.dispatch import Signal
+
+task_dispatched = Signal()
+batch_dispatched = Signal()
+schedule_failed = Signal()
+execution_terminated = Signal()
+executions_ended = Signal()
