@@ -178,7 +178,9 @@ class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution
 
     def _end(self, *, error: dict[str, Any] | None) -> int:
         running = self.running()
-        task_ids = None
+        # Which tasks to wake is only worth a query when a runner listens in
+        # this process; on PostgreSQL a trigger notifies the other processes.
+        task_ids: set[int] = set()
         if signals.executions_ended.has_listeners():
             task_ids = set(running.values_list("maintenance_task_id", flat=True).distinct())
         now = timezone.now()
@@ -186,15 +188,7 @@ class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution
             state=ExecutionState.COMPLETED, ended_at=now, last_seen_at=now, error=error
         )
         if count and task_ids:
-            names = list(
-                MaintenanceTask.objects.filter(pk__in=task_ids).values_list("nid", flat=True)
-            )
-            transaction.on_commit(
-                lambda: signals.executions_ended.send(
-                    sender=MaintenanceTaskExecution, task_names=names
-                ),
-                using=self.db,
-            )
+            announce_ended(task_ids, using=self.db)
         return count
 
     def terminate(self, reason: str) -> list[MaintenanceTaskExecution]:
@@ -241,8 +235,18 @@ def _send_terminated(executions: Iterable[MaintenanceTaskExecution], reason: str
                     exc_info=response,
                     extra={"task_name": execution.maintenance_task.nid},
                 )
-    names = sorted({execution.maintenance_task.nid for execution in executions})
-    signals.executions_ended.send(sender=MaintenanceTaskExecution, task_names=names)
+    signals.executions_ended.send(
+        sender=MaintenanceTaskExecution,
+        task_ids={execution.maintenance_task_id for execution in executions},
+    )
+
+
+def announce_ended(task_ids: set[int], *, using: str) -> None:
+    """Send ``executions_ended`` once the current transaction commits."""
+    transaction.on_commit(
+        lambda: signals.executions_ended.send(sender=MaintenanceTaskExecution, task_ids=task_ids),
+        using=using,
+    )
 
 
 class MaintenanceTaskExecution(models.Model):
@@ -324,25 +328,40 @@ class MaintenanceTaskExecution(models.Model):
         return self.ended_at is None
 
     def _own_queryset(self) -> MaintenanceTaskExecutionQuerySet:
-        return type(self).objects.filter(pk=self.pk)
+        return type(self).objects.using(self._state.db or "default").filter(pk=self.pk)
 
     def complete(self) -> bool:
         """Mark the execution completed; False if it had already ended."""
-        ended = bool(self._own_queryset().complete())
-        self.refresh_from_db(fields=["state", "ended_at", "last_seen_at", "error"])
-        return ended
+        return self._end(error=None)
 
     def fail(self, error: BaseException | str | dict[str, Any]) -> bool:
         """Complete the execution with ``error`` recorded; False if it had already ended."""
-        ended = bool(self._own_queryset().fail(error))
-        self.refresh_from_db(fields=["state", "ended_at", "last_seen_at", "error"])
-        return ended
+        return self._end(error=describe_error(error))
 
     def heartbeat(self) -> bool:
-        """Record that the execution is still being worked on."""
-        seen = bool(self._own_queryset().heartbeat())
-        self.refresh_from_db(fields=["last_seen_at"])
+        """Record that the execution is still being worked on; False if it has ended."""
+        now = timezone.now()
+        seen = bool(self._own_queryset().running().update(last_seen_at=now))
+        if seen:
+            self.last_seen_at = now
         return seen
+
+    def _end(self, *, error: dict[str, Any] | None) -> bool:
+        # One statement, and no read-back: this is the hot path of every receiver.
+        now = timezone.now()
+        fields = {
+            "state": ExecutionState.COMPLETED,
+            "ended_at": now,
+            "last_seen_at": now,
+            "error": error,
+        }
+        ended = bool(self._own_queryset().running().update(**fields))
+        if ended:
+            for name, value in fields.items():
+                setattr(self, name, value)
+            if signals.executions_ended.has_listeners():
+                announce_ended({self.maintenance_task_id}, using=self._state.db or "default")
+        return ended
 
     @contextmanager
     def tracking(self) -> Iterator[MaintenanceTaskExecution]:

@@ -42,6 +42,7 @@ from .conf import get_setting
 from .core import CycleReport, Planton, Task, compute_delay, log_error, run_cycle
 from .errors import UnexpectedTaskInstructionsError
 from .models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
+from .notify import EndedListener, listening_supported
 from .registry import registry
 
 logger = logging.getLogger("django_planton")
@@ -52,20 +53,23 @@ __all__ = ["DatabaseCycleRunner", "Runner", "sync_tasks"]
 _PRUNE_INTERVAL = 60.0
 
 
-def sync_tasks(tasks: Sequence[Task], *, using: str = DEFAULT_DB_ALIAS) -> None:
-    """Create or update a ``maintenance_task`` row for every task, in one statement.
+def sync_tasks(tasks: Sequence[Task], *, using: str = DEFAULT_DB_ALIAS) -> dict[int, str]:
+    """Create or update a ``maintenance_task`` row for every task; return their names by id.
 
     Run at start-up, so that the admin lists tasks before they ever run and
     shows the concurrency declared in code.
     """
     if not tasks:
-        return
-    MaintenanceTask.objects.using(using).bulk_create(
+        return {}
+    rows = MaintenanceTask.objects.using(using)
+    rows.bulk_create(
         [MaintenanceTask(nid=task.name, concurrency=task.concurrency) for task in tasks],
         update_conflicts=True,
         unique_fields=["nid"],
         update_fields=["concurrency"],
     )
+    names = [task.name for task in tasks]
+    return dict(rows.filter(nid__in=names).values_list("pk", "nid"))
 
 
 def _ensure_usable(alias: str) -> None:
@@ -365,13 +369,15 @@ class Runner:
             housekeeping_interval or get_setting("PLANTON_HOUSEKEEPING_INTERVAL")
         )
         self._names = {task.name for task in self.tasks}
+        self._names_by_id: dict[int, str] = {}
         self._stopping = threading.Event()
         self._housekeeper: threading.Thread | None = None
+        self.listener: EndedListener | None = None
         self._last_prune = float("-inf")
 
     def run_once(self) -> list[CycleReport]:
         """One cycle of each task that is due, then housekeeping; for cron and tests."""
-        sync_tasks(self.tasks, using=self.using)
+        self._names_by_id = sync_tasks(self.tasks, using=self.using)
         reports = []
         for task in self.tasks:
             report = self.cycle_runner.run(task)
@@ -382,8 +388,21 @@ class Runner:
         return reports
 
     def start(self) -> None:
-        sync_tasks(self.tasks, using=self.using)
+        """Start scheduling in background threads and return.
+
+        Connections: one per worker thread, one for housekeeping and, on
+        PostgreSQL, one that listens for ended executions. The calling
+        thread's connection is closed once the tasks are synced.
+        """
+        self._names_by_id = sync_tasks(self.tasks, using=self.using)
+        if not connections[self.using].in_atomic_block:
+            connections[self.using].close()
         signals.executions_ended.connect(self._on_executions_ended, weak=False)
+        if listening_supported(self.using):
+            self.listener = EndedListener(
+                using=self.using, on_task_ids=self._wake_ids, stopping=self._stopping
+            )
+            self.listener.start()
         self.planton.start()
         self._housekeeper = threading.Thread(
             target=self._housekeeping_loop, name="planton-housekeeping", daemon=True
@@ -395,8 +414,9 @@ class Runner:
         signals.executions_ended.disconnect(self._on_executions_ended)
         self._stopping.set()
         finished = self.planton.stop(timeout=timeout)
-        if self._housekeeper is not None:
-            self._housekeeper.join(timeout=timeout)
+        for thread in (self._housekeeper, self.listener):
+            if thread is not None:
+                thread.join(timeout=timeout)
         if finished:
             self.cycle_runner.close_connections()
         return finished
@@ -448,6 +468,18 @@ class Runner:
         finally:
             connections[self.using].close()
 
-    def _on_executions_ended(self, sender: Any, task_names: Sequence[str], **kwargs: Any) -> None:
-        for name in task_names:
-            self.wake(name)
+    def _on_executions_ended(self, sender: Any, task_ids: set[int], **kwargs: Any) -> None:
+        if not task_ids <= self._names_by_id.keys():
+            # A row was re-created (deleted in the admin): learn its new id.
+            self._names_by_id.update(
+                MaintenanceTask.objects.using(self.using)
+                .filter(nid__in=self._names)
+                .values_list("pk", "nid")
+            )
+        self._wake_ids(task_ids)
+
+    def _wake_ids(self, task_ids: set[int]) -> None:
+        for task_id in task_ids:
+            name = self._names_by_id.get(task_id)
+            if name is not None:
+                self.wake(name)

@@ -27,9 +27,11 @@
 
 ``executions_ended``
     After executions end (completed, failed or terminated) and the
-    transaction commits. Sender: ``MaintenanceTaskExecution``. Arguments:
-    ``task_names`` (list of str). The runner listens to wake the task, so a
-    freed slot is refilled without waiting out the delay.
+    transaction commits, in the process that ended them. Sender:
+    ``MaintenanceTaskExecution``. Arguments: ``task_ids`` (set of
+    ``MaintenanceTask`` primary keys). A runner in the same process listens
+    to wake those tasks, so a freed slot is refilled without waiting out the
+    delay; on PostgreSQL a trigger does the same across processes.
 """
 
 from django.dispatch import Signal

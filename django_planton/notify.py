@@ -1,0 +1,109 @@
+"""Wake-ups across processes on PostgreSQL: a trigger NOTIFYs, runners LISTEN.
+
+When an execution ends, its task may have a free slot and more work waiting.
+In the process that ended it, the ``executions_ended`` signal wakes the
+runner. Another process (a second runner, or a worker that completed the
+execution by id) learns it from PostgreSQL: a statement-level trigger on the
+executions table sends the ids of the tasks whose executions ended, once per
+statement and only when the transaction commits. Other databases have no
+such channel; there the runners fall back to their delays (polling).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from django.db import connections
+
+logger = logging.getLogger("django_planton")
+
+CHANNEL = "django_planton_ended"
+
+CREATE_TRIGGER_SQL = [
+    f"""
+    CREATE OR REPLACE FUNCTION planton_notify_executions_ended() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        task_ids text;
+    BEGIN
+        SELECT string_agg(DISTINCT new_rows.maintenance_task_id::text, ',')
+          INTO task_ids
+          FROM new_rows
+          JOIN old_rows ON old_rows.id = new_rows.id
+         WHERE old_rows.ended_at IS NULL AND new_rows.ended_at IS NOT NULL;
+        IF task_ids IS NOT NULL THEN
+            PERFORM pg_notify('{CHANNEL}', task_ids);
+        END IF;
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER maintenance_task_execution_ended
+    AFTER UPDATE ON maintenance_task_execution
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION planton_notify_executions_ended()
+    """,
+]
+
+DROP_TRIGGER_SQL = [
+    "DROP TRIGGER IF EXISTS maintenance_task_execution_ended ON maintenance_task_execution",
+    "DROP FUNCTION IF EXISTS planton_notify_executions_ended()",
+]
+
+
+def listening_supported(using: str) -> bool:
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return is_psycopg3
+
+
+class EndedListener(threading.Thread):
+    """Listens for ended executions on its own connection and reports task ids.
+
+    Survives a lost connection: it logs, waits (backing off up to 30 s) and
+    listens again. A notification missed meanwhile only costs a delay: the
+    runners still attempt every task at its next attempt time.
+    """
+
+    def __init__(
+        self, *, using: str, on_task_ids: Callable[[set[int]], None], stopping: threading.Event
+    ) -> None:
+        super().__init__(name="planton-listener", daemon=True)
+        self.using = using
+        self.on_task_ids = on_task_ids
+        self.stopping = stopping
+        self.listening = threading.Event()
+
+    def run(self) -> None:
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                self._listen()
+                failures = 0
+            except Exception as error:
+                failures += 1
+                self.listening.clear()
+                logger.error("Listening for ended executions failed: %s", error, exc_info=error)
+                self.stopping.wait(min(30.0, 0.5 * 2**failures))
+
+    def _listen(self) -> None:
+        import psycopg
+
+        params = connections[self.using].get_connection_params()
+        with psycopg.connect(**params, autocommit=True) as connection:
+            connection.execute(f"LISTEN {CHANNEL}")
+            self.listening.set()
+            while not self.stopping.is_set():
+                for notification in connection.notifies(timeout=0.5):
+                    self._deliver(notification.payload)
+
+    def _deliver(self, payload: str) -> None:
+        task_ids = {int(part) for part in payload.split(",") if part.isdigit()}
+        if task_ids:
+            self.on_task_ids(task_ids)
