@@ -62,10 +62,12 @@ def sync_tasks(tasks: Sequence[Task], *, using: str = DEFAULT_DB_ALIAS) -> dict[
     if not tasks:
         return {}
     rows = MaintenanceTask.objects.using(using)
+    # MySQL and MariaDB upsert on any unique key and refuse to be told which.
+    with_target = connections[using].features.supports_update_conflicts_with_target
     rows.bulk_create(
         [MaintenanceTask(nid=task.name, concurrency=task.concurrency) for task in tasks],
         update_conflicts=True,
-        unique_fields=["nid"],
+        unique_fields=["nid"] if with_target else None,
         update_fields=["concurrency"],
     )
     names = [task.name for task in tasks]
