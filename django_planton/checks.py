@@ -59,7 +59,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 @register("database")
 def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """SQLite has no row locks: cycles must take the write lock when they begin."""
+    """SQLite has no row locks: transactions should take the write lock when they begin.
+
+    The runner's own cycles take it first in any case; this is about the
+    user's schedule and receivers, whose deferred transactions fail with
+    "database is locked" when two processes upgrade a read lock at once.
+    """
     messages: list[CheckMessage] = []
     for alias, database in settings.DATABASES.items():
         if database.get("ENGINE") != "django.db.backends.sqlite3":
@@ -70,9 +75,9 @@ def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                     f"Database {alias!r} is SQLite without transaction_mode 'IMMEDIATE'.",
                     hint=(
                         f"Set DATABASES[{alias!r}]['OPTIONS'] = {{'transaction_mode': "
-                        "'IMMEDIATE', 'timeout': 20} so that two run_planton processes on one "
-                        "file cannot both read before either writes, which would break the "
-                        "concurrency limit."
+                        "'IMMEDIATE', 'timeout': 20} so that transactions of several "
+                        "run_planton processes (and your receivers) wait for the write lock "
+                        "instead of failing with 'database is locked'."
                     ),
                     id="django_planton.W001",
                 )

@@ -110,6 +110,11 @@ class DatabaseCycleRunner:
         self.max_instruction_length = int(
             max_instruction_length or get_setting("PLANTON_MAX_INSTRUCTION_LENGTH")
         )
+        database = connections[using]
+        self._write_lock_first = (
+            database.vendor == "sqlite"
+            and database.settings_dict.get("OPTIONS", {}).get("transaction_mode") != "IMMEDIATE"
+        )
         self._lock = threading.Lock()
         self._woken: set[str] = set()
         self._database_failures: dict[str, int] = {}
@@ -152,6 +157,11 @@ class DatabaseCycleRunner:
         now = timezone.now()
         tasks = MaintenanceTask.objects.using(self.using)
         with transaction.atomic(using=self.using):
+            if self._write_lock_first:
+                # SQLite has no row locks. Writing first takes the database's
+                # write lock before anything is read, so two runners on one
+                # file run this task's cycle one after the other.
+                tasks.filter(nid=task.name).update(updated_at=now)
             row = tasks.select_for_update(skip_locked=True).filter(nid=task.name).first()
             if row is None:
                 if not tasks.filter(nid=task.name).exists():
