@@ -90,7 +90,8 @@ def linear(
     def calculate_delay(attempt_number: int) -> float:
         if attempt_number <= 0:
             return _jittered(after_work, jitter, max(after_work, maximum), rng)
-        return _jittered(min(initial + step * (attempt_number - 1), maximum), jitter, maximum, rng)
+        steps = min(attempt_number, 10**12) - 1
+        return _jittered(min(initial + step * steps, maximum), jitter, maximum, rng)
 
     return calculate_delay
 
@@ -119,7 +120,8 @@ def exponential(
     def calculate_delay(attempt_number: int) -> float:
         if attempt_number <= 0:
             return _jittered(after_work, jitter, max(after_work, maximum), rng)
-        exponent = attempt_number - 1
+        # Past a few thousand attempts every sane curve sits at its cap.
+        exponent = min(attempt_number, 1_000_000) - 1
         # Compare in log space: factor ** exponent overflows long before a
         # task has been empty for a few thousand attempts.
         if base == 0:

@@ -176,12 +176,16 @@ def compute_delay(task: Task, attempt_number: int) -> tuple[float, BaseException
         value = task.calculate_delay(attempt_number)
     except Exception as error:
         return DEFAULT_DELAY, error
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
+    try:
+        usable = (
+            not isinstance(value, bool)
+            and isinstance(value, int | float)
+            and math.isfinite(value)
+            and value >= 0
+        )
+    except OverflowError:  # an int too large for a float
+        usable = False
+    if not usable:
         return DEFAULT_DELAY, UnexpectedStateError(
             f"calculate_delay of task {task.name!r} returned {value!r}; "
             "expected a finite number of seconds, 0 or more."
