@@ -41,3 +41,11 @@ batch_dispatched = Signal()
 schedule_failed = Signal()
 execution_terminated = Signal()
 executions_ended = Signal()
+
+__all__ = [
+    "batch_dispatched",
+    "execution_terminated",
+    "executions_ended",
+    "schedule_failed",
+    "task_dispatched",
+]
