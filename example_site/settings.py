@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_planton",
+    "example_site.accounts",
 ]
 
 MIDDLEWARE = [
