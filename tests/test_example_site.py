@@ -315,6 +315,14 @@ def test_planton_demo_runs_until_all_work_is_done(mailoutbox: list[mail.EmailMes
     assert len(mailoutbox) == 30
     assert not UserAccount.objects.awaiting_email().exists()
 
+    # A second run on the same database reports its own work only.
+    call_command("seed_accounts", "--count", "5", stdout=StringIO())
+    again = StringIO()
+    call_command("planton_demo", "--timeout", "60", stdout=again)
+    assert "5/5 e-mails sent" in again.getvalue()
+    assert "send_user_email: 5 instruction(s) dispatched, 5 completed" in again.getvalue()
+    assert "In-memory outbox: 5 message(s)" in again.getvalue()
+
 
 @pytest.mark.django_db
 def test_planton_demo_refuses_to_run_without_work() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import Count, Q
 
@@ -54,8 +55,14 @@ class Snapshot:
         return not (self.owed or self.purgeable or self.running)
 
 
-def take_snapshot(tasks: Sequence[Task], using: str = "default") -> Snapshot:
-    """Count, in a handful of queries, what the progress line and the summary show."""
+def take_snapshot(
+    tasks: Sequence[Task], *, since: datetime | None = None, using: str = "default"
+) -> Snapshot:
+    """Count, in a handful of queries, what the progress line and the summary show.
+
+    Executions count from ``since`` on, so a run on a database with history
+    reports its own work only.
+    """
     accounts = UserAccount.objects.using(using)
     counts = accounts.aggregate(
         owed=Count("pk", filter=Q(email_sent_at__isnull=True, deleted_at__isnull=True)),
@@ -64,6 +71,7 @@ def take_snapshot(tasks: Sequence[Task], using: str = "default") -> Snapshot:
     executions = (
         MaintenanceTaskExecution.objects.using(using)
         .filter(maintenance_task__nid__in=[task.name for task in tasks])
+        .filter(**({"started_at__gte": since} if since else {}))
         .values("maintenance_task__nid")
         .order_by()
         .annotate(
@@ -88,11 +96,11 @@ def take_snapshot(tasks: Sequence[Task], using: str = "default") -> Snapshot:
 
 
 def progress_line(snapshot: Snapshot, *, sent_before: int, elapsed: float, width: int = 30) -> str:
-    """One line: a bar of e-mails sent out of those owed at the start, executions, rate."""
-    total = snapshot.sent + snapshot.owed
-    done = snapshot.sent
+    """One line: a bar of e-mails sent by this run out of those owed, executions, rate."""
+    done = snapshot.sent - sent_before
+    total = done + snapshot.owed
     filled = round(width * done / total) if total else width
-    rate = (done - sent_before) / elapsed if elapsed > 0 else 0.0
+    rate = done / elapsed if elapsed > 0 else 0.0
     return (
         f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} e-mails sent, "
         f"{snapshot.running} running, {rate:.0f}/s, {elapsed:.1f} s"

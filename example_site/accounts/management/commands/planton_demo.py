@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import datetime
 from typing import Any
 
 from django.core import mail
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from django_planton.runner import Runner
 
@@ -53,7 +55,8 @@ class Command(BaseCommand):
 
     def handle(self, *, timeout: float, **options: Any) -> None:
         tasks = [send_user_email, purge_deleted_accounts]
-        before = take_snapshot(tasks)
+        since = timezone.now()
+        before = take_snapshot(tasks, since=since)
         if before.finished:
             raise CommandError("No work to do: create some with `manage.py seed_accounts` first.")
         self.stdout.write(
@@ -65,7 +68,7 @@ class Command(BaseCommand):
         started = time.monotonic()
         runner.start()
         try:
-            after = self._watch(tasks, before, started, timeout)
+            after = self._watch(tasks, before, since, started, timeout)
         finally:
             runner.stop(timeout=30)
         elapsed = time.monotonic() - started
@@ -74,7 +77,7 @@ class Command(BaseCommand):
             raise CommandError(f"Work still left after {timeout:g} s; giving up.")
 
     def _watch(
-        self, tasks: list[Any], before: Snapshot, started: float, timeout: float
+        self, tasks: list[Any], before: Snapshot, since: datetime, started: float, timeout: float
     ) -> Snapshot:
         """Redraw the progress line until the work is done or ``timeout`` has passed."""
         redraw = self.stdout.isatty()
@@ -82,7 +85,7 @@ class Command(BaseCommand):
         shown = 0
         while True:
             time.sleep(POLL_SECONDS)
-            snapshot = take_snapshot(tasks)
+            snapshot = take_snapshot(tasks, since=since)
             elapsed = time.monotonic() - started
             line = progress_line(snapshot, sent_before=before.sent, elapsed=elapsed)
             over = snapshot.finished or elapsed >= timeout
