@@ -34,7 +34,7 @@ from example_site.accounts.tasks import (
     send_user_email,
 )
 
-from .factories import MaintenanceTaskExecutionFactory, UserAccountFactory
+from .factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory, UserAccountFactory
 
 
 def context_for(task: Task, *, limit: int, active: tuple[str, ...] = ()) -> ScheduleContext:
@@ -322,6 +322,19 @@ def test_planton_demo_runs_until_all_work_is_done(mailoutbox: list[mail.EmailMes
     assert "5/5 e-mails sent" in again.getvalue()
     assert "send_user_email: 5 instruction(s) dispatched, 5 completed" in again.getvalue()
     assert "In-memory outbox: 5 message(s)" in again.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_planton_demo_gives_up_after_its_timeout_and_says_why() -> None:
+    call_command("seed_accounts", "--count", "3", stdout=StringIO())
+    MaintenanceTaskFactory(nid=send_user_email.name, is_paused=True)
+    out = StringIO()
+
+    with pytest.raises(CommandError, match="Task send_user_email is paused"):
+        call_command("planton_demo", "--timeout", "0.5", stdout=out)
+
+    assert "send_user_email: 0 instruction(s) dispatched" in out.getvalue()
+    assert UserAccount.objects.awaiting_email().count() == 3
 
 
 @pytest.mark.django_db

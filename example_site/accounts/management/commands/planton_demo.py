@@ -18,6 +18,7 @@ from django.core import mail
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from django_planton.models import MaintenanceTask
 from django_planton.runner import Runner
 
 from ...progress import Snapshot, progress_line, take_snapshot
@@ -74,7 +75,9 @@ class Command(BaseCommand):
         elapsed = time.monotonic() - started
         self._summarise(before, after, elapsed, outbox_before)
         if not after.finished:
-            raise CommandError(f"Work still left after {timeout:g} s; giving up.")
+            paused = MaintenanceTask.objects.paused().filter(nid__in=[t.name for t in tasks])
+            hint = "".join(f" Task {task.nid} is paused (see the admin)." for task in paused)
+            raise CommandError(f"Work still left after {timeout:g} s; giving up.{hint}")
 
     def _watch(
         self, tasks: list[Any], before: Snapshot, since: datetime, started: float, timeout: float
