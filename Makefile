@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Another Django to test against, e.g. DJANGO_SPEC='Django>=6,<7' (CI does, on Python 3.12).
+DJANGO_SPEC ?=
 
 .PHONY: venv test lint format demo admin clean
 
@@ -12,7 +14,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(if $(DJANGO_SPEC),'$(DJANGO_SPEC)')
 	touch $@
 
 test: venv
