@@ -1,0 +1,618 @@
+"""The measured runs, one per child process: ``python -m benchmarks.workloads NAME JSON``.
+
+Each run resets the tables, measures, checks its result against the database
+and prints one ``BENCHMARK-RESULT {json}`` line for the orchestrator. A fresh
+process per run keeps the peak memory (``ru_maxrss``) and the warm caches of
+one run out of the next.
+
+The benchmark tasks are the example site's ``send_user_email`` under other
+names: the same schedule function on the same ``accounts_useraccount`` table,
+with the concurrency and delays each workload asks for, and receivers of the
+benchmark's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import queue
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .harness import (
+    Meter,
+    QueryCounter,
+    check_drained,
+    close_connection,
+    emit,
+    maybe_profile,
+    peak_rss_mb,
+    reset_tables,
+    setup_django,
+    total,
+    vendor,
+)
+
+
+class Progress:
+    """Counts ended executions and wakes the main thread once ``target`` is reached."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.ended = 0
+        self.not_ended = 0
+        self._lock = threading.Lock()
+        self.done = threading.Event()
+        if target == 0:
+            self.done.set()
+
+    def add(self, ended: int, expected: int) -> None:
+        with self._lock:
+            self.ended += ended
+            self.not_ended += expected - ended
+            if self.ended >= self.target:
+                self.done.set()
+
+
+class CallCounter:
+    """A schedule that finds nothing and counts how often it was asked."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, context: Any) -> list[str]:
+        with self._lock:
+            self.calls += 1
+        return []
+
+
+def _drain_delay(attempt_number: int) -> float:
+    # 0 s after a cycle that found work, 5 ms after an empty one.
+    return 0.0 if attempt_number == 0 else 0.005
+
+
+def _one_second(attempt_number: int) -> float:
+    return 1.0
+
+
+def _email_task(name: str, *, concurrency: int, calculate_delay: Callable[[int], float]) -> Any:
+    from django_planton import Task
+    from example_site.accounts.tasks import send_user_email
+
+    return Task(
+        name=name,
+        schedule=send_user_email.schedule,
+        concurrency=concurrency,
+        calculate_delay=calculate_delay,
+    )
+
+
+# -- 1. drain ----------------------------------------------------------------
+
+
+def per_instruction_receiver(progress: Progress) -> Callable[..., None]:
+    """The example's ``deliver_welcome_email`` minus reading the address and sending the mail."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from example_site.accounts.models import UserAccount
+
+    def receiver(sender: Any, *, instruction: str, execution: Any, **kwargs: Any) -> None:
+        with transaction.atomic():
+            UserAccount.objects.filter(pk=int(instruction)).update(email_sent_at=timezone.now())
+            ended = execution.complete()
+        progress.add(int(ended), 1)
+
+    return receiver
+
+
+def complete_only_receiver(progress: Progress) -> Callable[..., None]:
+    """Only ``execution.complete()``: the schedule marked the account, as the baseline does."""
+
+    def receiver(sender: Any, *, instruction: str, execution: Any, **kwargs: Any) -> None:
+        progress.add(int(execution.complete()), 1)
+
+    return receiver
+
+
+def claim_and_mark(context: Any) -> list[int]:
+    """``send_user_email``'s claim, then mark the claimed accounts in the same transaction.
+
+    What the baseline's claiming statement does; lets a receiver do nothing
+    but complete, so that the two compare like for like.
+    """
+    from django.utils import timezone
+
+    from example_site.accounts.models import UserAccount
+    from example_site.accounts.tasks import send_user_email
+
+    claimed = send_user_email.schedule(context)
+    if claimed:
+        UserAccount.objects.filter(pk__in=claimed).update(email_sent_at=timezone.now())
+    return claimed
+
+
+def batch_receiver(progress: Progress) -> Callable[..., None]:
+    """The whole batch at once: one UPDATE of the accounts, one bulk ``complete()``."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from django_planton.models import MaintenanceTaskExecution
+    from example_site.accounts.models import UserAccount
+
+    def receiver(sender: Any, *, executions: list[Any], **kwargs: Any) -> None:
+        account_ids = [int(execution.instruction) for execution in executions]
+        with transaction.atomic():
+            UserAccount.objects.filter(pk__in=account_ids).update(email_sent_at=timezone.now())
+            ended = MaintenanceTaskExecution.objects.filter(
+                pk__in=[execution.pk for execution in executions]
+            ).complete()
+        progress.add(ended, len(executions))
+
+    return receiver
+
+
+def drain(params: dict[str, Any]) -> dict[str, Any]:
+    """Workload 1: dispatch and complete ``accounts`` instructions as fast as the runner can."""
+    from django_planton.runner import Runner
+    from django_planton.signals import batch_dispatched, task_dispatched
+
+    accounts = params["accounts"]
+    counter = QueryCounter()
+    counter.install()
+    profiles = maybe_profile()
+    reset_tables(accounts)
+
+    receiver = params["receiver"]
+    task = _email_task(
+        "bench_drain", concurrency=params["concurrency"], calculate_delay=_drain_delay
+    )
+    if receiver == "complete-only":
+        task = dataclasses.replace(task, schedule=claim_and_mark)
+    progress = Progress(accounts)
+    if receiver == "batch":
+        batch_dispatched.connect(batch_receiver(progress), sender=task, weak=False)
+    elif receiver == "complete-only":
+        task_dispatched.connect(complete_only_receiver(progress), sender=task, weak=False)
+    else:
+        task_dispatched.connect(per_instruction_receiver(progress), sender=task, weak=False)
+
+    runner = Runner([task])
+    meter = Meter(counter)
+    meter.start()
+    runner.start()
+    finished = progress.done.wait(params["timeout"])
+    meter.stop()
+    peak = peak_rss_mb()
+    runner.stop(timeout=30)
+    if profiles:
+        profiles.dump()
+
+    problems = [] if finished else [f"not drained within {params['timeout']} s"]
+    if progress.not_ended:
+        problems.append(f"{progress.not_ended} execution(s) were already ended when completed")
+    problems += check_drained(task.name, accounts, params["concurrency"])
+    return {
+        "instructions": accounts,
+        "wall": meter.wall,
+        "cpu": meter.cpu,
+        "threads": meter.threads,
+        "queries": dict(meter.queries),
+        "query_total": total(meter.queries),
+        "peak_rss_mb": peak,
+        "problems": problems,
+    }
+
+
+# -- 2. the hand-written psycopg loop ------------------------------------------
+
+ACTIVE_SQL = (
+    "SELECT instruction FROM maintenance_task_execution "
+    "WHERE maintenance_task_id = %s AND ended_at IS NULL"
+)
+CLAIM_SQL = """
+WITH claimed AS (
+    UPDATE accounts_useraccount SET email_sent_at = now()
+     WHERE id IN (
+        SELECT id FROM accounts_useraccount
+         WHERE email_sent_at IS NULL AND deleted_at IS NULL AND id <> ALL(%(active)s)
+         ORDER BY id LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED)
+    RETURNING id
+)
+INSERT INTO maintenance_task_execution
+       (maintenance_task_id, instruction, started_at, hostname, state, created_at)
+SELECT %(task_id)s, claimed.id::text, now(), 'benchmark', 'RUNNING', now() FROM claimed
+RETURNING id
+"""
+COMPLETE_SQL = (
+    "UPDATE maintenance_task_execution SET state = 'COMPLETED', ended_at = now(), "
+    "last_seen_at = now() WHERE id = %s AND ended_at IS NULL"
+)
+
+
+def baseline(params: dict[str, Any]) -> dict[str, Any]:
+    """The tightest loop by hand: one psycopg connection, autocommit, psycopg's defaults.
+
+    Per cycle: read the active instructions; claim up to ``limit`` accounts
+    and insert their executions in one statement; complete each execution
+    with one UPDATE. Same tables (and so the same trigger and indexes) as
+    django-planton.
+    """
+    import psycopg
+    from django.db import connection
+
+    from django_planton import Task
+    from django_planton.runner import sync_tasks
+
+    accounts = params["accounts"]
+    concurrency = params["concurrency"]
+    reset_tables(accounts)
+    task = Task(name="bench_baseline", schedule=lambda context: [], concurrency=concurrency)
+    (task_id,) = sync_tasks([task]).keys()
+    conninfo = connection.get_connection_params()
+    close_connection()
+
+    statements = 0
+    meter = Meter()
+    with psycopg.connect(
+        **{k: v for k, v in conninfo.items() if k in {"dbname", "user", "host", "port"}},
+        autocommit=True,
+    ) as conn:
+        meter.start()
+        while True:
+            active = [row[0] for row in conn.execute(ACTIVE_SQL, [task_id])]
+            statements += 1
+            limit = concurrency - len(active)
+            ids: list[int] = []
+            if limit > 0:
+                ids = [
+                    row[0]
+                    for row in conn.execute(
+                        CLAIM_SQL,
+                        {"active": [int(a) for a in active], "limit": limit, "task_id": task_id},
+                    )
+                ]
+                statements += 1
+            for execution_id in ids:
+                conn.execute(COMPLETE_SQL, [execution_id])
+                statements += 1
+            if not ids and not active:
+                break
+        meter.stop()
+    peak = peak_rss_mb()
+    return {
+        "instructions": accounts,
+        "wall": meter.wall,
+        "cpu": meter.cpu,
+        "queries": {"ALL": statements},
+        "query_total": statements,
+        "peak_rss_mb": peak,
+        "problems": check_drained(task.name, accounts, concurrency),
+    }
+
+
+# -- 3. slot refill --------------------------------------------------------------
+
+
+def _thread_completer(progress: Progress, hold: float) -> tuple[Callable[..., None], Any]:
+    """A receiver that queues each execution, and a thread that completes it ``hold`` s later."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from example_site.accounts.models import UserAccount
+
+    pending: queue.Queue[Any] = queue.Queue()
+
+    def receiver(sender: Any, *, instruction: str, execution: Any, **kwargs: Any) -> None:
+        pending.put((time.monotonic() + hold, instruction, execution))
+
+    def work() -> None:
+        try:
+            while True:
+                item = pending.get()
+                if item is None:
+                    return
+                due, instruction, execution = item
+                time.sleep(max(0.0, due - time.monotonic()))
+                with transaction.atomic():
+                    UserAccount.objects.filter(pk=int(instruction)).update(
+                        email_sent_at=timezone.now()
+                    )
+                    ended = execution.complete()
+                progress.add(int(ended), 1)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=work, name="bench-completer", daemon=True)
+    thread.start()
+    return receiver, (pending, thread)
+
+
+def _gaps_ms(task_name: str) -> list[float]:
+    """Between one execution's ended_at and the next one's started_at, from the table."""
+    from django_planton.models import MaintenanceTaskExecution
+
+    rows = list(
+        MaintenanceTaskExecution.objects.filter(maintenance_task__nid=task_name)
+        .order_by("started_at", "id")
+        .values_list("started_at", "ended_at")
+    )
+    return [
+        (rows[i + 1][0] - rows[i][1]).total_seconds() * 1000
+        for i in range(len(rows) - 1)
+        if rows[i][1] is not None
+    ]
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def refill(params: dict[str, Any]) -> dict[str, Any]:
+    """Workload 3: concurrency 1, delay 1 s; an execution ended elsewhere must refill at once."""
+    from django_planton import Task
+    from django_planton.runner import Runner, sync_tasks
+    from django_planton.signals import task_dispatched
+
+    accounts = params["accounts"]
+    hold = params["hold"]
+    counter = QueryCounter()
+    counter.install()
+    reset_tables(accounts)
+    task = _email_task("bench_refill", concurrency=1, calculate_delay=_one_second)
+    idle_calls = CallCounter()
+    idle = Task(
+        name="bench_refill_idle", schedule=idle_calls, concurrency=1, calculate_delay=_one_second
+    )
+    task_ids = {name: pk for pk, name in sync_tasks([task, idle]).items()}
+    progress = Progress(accounts)
+
+    completer_process = None
+    if params["completer"] == "thread":
+        receiver, (pending, thread) = _thread_completer(progress, hold)
+        task_dispatched.connect(receiver, sender=task, weak=False)
+    else:
+        completer_process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.completer",
+                "--task-id",
+                str(task_ids[task.name]),
+                "--count",
+                str(accounts),
+                "--hold",
+                str(hold),
+                "--timeout",
+                str(params["timeout"]),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert completer_process.stdout is not None
+        completer_process.stdout.readline()  # "ready"
+
+    runner = Runner([task, idle])
+    meter = Meter(counter)
+    meter.start()
+    runner.start()
+    if completer_process is not None:
+        try:
+            completer_process.wait(timeout=params["timeout"] + 10)
+        except subprocess.TimeoutExpired:
+            completer_process.kill()
+            completer_process.wait()
+        finished = completer_process.returncode == 0
+    else:
+        finished = progress.done.wait(params["timeout"])
+    meter.stop()
+    runner.stop(timeout=30)
+    if completer_process is None:
+        pending.put(None)
+        thread.join(timeout=10)
+
+    problems = [] if finished else [f"not drained within {params['timeout']} s"]
+    problems += check_drained(task.name, accounts, 1)
+    gaps = _gaps_ms(task.name)
+    idle_rate = idle_calls.calls / meter.wall if meter.wall else 0.0
+    if idle_rate > 2.5:
+        problems.append(f"idle task attempted {idle_rate:.1f} times per second (delay 1 s)")
+    return {
+        "instructions": accounts,
+        "wall": meter.wall,
+        "cpu": meter.cpu,
+        "cycles": meter.queries.get("CYCLE", 0),
+        "query_total": total(meter.queries),
+        "gap_median_ms": statistics.median(gaps) if gaps else None,
+        "gap_p95_ms": _percentile(gaps, 0.95) if gaps else None,
+        "gap_max_ms": max(gaps) if gaps else None,
+        "idle_attempts_per_s": idle_rate,
+        "problems": problems,
+    }
+
+
+# -- 3b. an idle task still backs off ---------------------------------------------
+
+
+def backoff(params: dict[str, Any]) -> dict[str, Any]:
+    """Count the attempts of an idle task (delay 1 s): alone, then while its executions end."""
+    from django.utils import timezone
+
+    from django_planton import Task
+    from django_planton.models import ExecutionState, MaintenanceTaskExecution
+    from django_planton.runner import Runner, sync_tasks
+
+    seconds = params["seconds"]
+    counter = QueryCounter()
+    counter.install()
+    reset_tables(0)
+    calls = CallCounter()
+    task = Task(name="bench_backoff", schedule=calls, concurrency=10, calculate_delay=_one_second)
+    (task_id,) = sync_tasks([task]).keys()
+    runner = Runner([task])
+    runner.start()
+
+    phases = {}
+    stop = threading.Event()
+
+    def poke() -> None:
+        """End one of the task's executions every 20 ms: each end is a wake-up."""
+        from django.db import connection
+
+        number = 0
+        try:
+            while not stop.wait(0.02):
+                number += 1
+                MaintenanceTaskExecution.objects.create(
+                    maintenance_task_id=task_id,
+                    instruction=f"poke-{number}",
+                    started_at=timezone.now(),
+                    state=ExecutionState.RUNNING,
+                ).complete()
+        finally:
+            connection.close()
+
+    for phase in ("alone", "woken every 20 ms"):
+        poker = threading.Thread(target=poke, daemon=True) if phase != "alone" else None
+        calls_before, cycles_before = calls.calls, counter.snapshot()["CYCLE"]
+        if poker:
+            poker.start()
+        time.sleep(seconds)
+        if poker:
+            stop.set()
+            poker.join()
+        phases[phase] = {
+            "attempts": calls.calls - calls_before,
+            "cycles": counter.snapshot()["CYCLE"] - cycles_before,
+        }
+    runner.stop(timeout=30)
+    problems = [
+        f"idle task attempted {figures['attempts']} times in {seconds} s ({phase}), delay 1 s"
+        for phase, figures in phases.items()
+        if figures["attempts"] > 2 * seconds + 2
+    ]
+    return {"seconds": seconds, "phases": phases, "problems": problems}
+
+
+# -- 4. idle ---------------------------------------------------------------------
+
+
+def _connection_sampler(stop: threading.Event, interval: float) -> tuple[list[int], Any]:
+    """Count this database's connections from a connection of its own, every ``interval`` s."""
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    conninfo = {k: v for k, v in params.items() if k in {"dbname", "user", "host", "port"}}
+    samples: list[int] = []
+
+    def sample() -> None:
+        with psycopg.connect(**conninfo, autocommit=True) as conn:
+            while not stop.wait(interval):
+                (count,) = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()
+                samples.append(count)
+
+    thread = threading.Thread(target=sample, name="bench-connections", daemon=True)
+    thread.start()
+    return samples, thread
+
+
+def idle(params: dict[str, Any]) -> dict[str, Any]:
+    """Workload 4: many tasks that never find work, delays of 1 s; what does waiting cost?"""
+    from django.conf import settings
+
+    from django_planton import Task
+    from django_planton.runner import Runner
+
+    counter = QueryCounter()
+    counter.install()
+    profiles = maybe_profile()
+    reset_tables(0)
+    calls = CallCounter()
+    tasks = [
+        Task(name=f"bench_idle_{n:04d}", schedule=calls, calculate_delay=_one_second)
+        for n in range(params["tasks"])
+    ]
+    stop = threading.Event()
+    samples: list[int] = []
+    sampler = None
+    if vendor() == "postgresql":
+        samples, sampler = _connection_sampler(stop, 0.5)
+    runner = Runner(tasks)
+    workers = runner.planton._max_workers
+    runner.start()
+    time.sleep(params["warmup"])
+    calls_before = calls.calls
+    meter = Meter(counter)
+    meter.start()
+    time.sleep(params["seconds"])
+    meter.stop()
+    attempts = calls.calls - calls_before
+    stop.set()
+    runner.stop(timeout=30)
+    if sampler:
+        sampler.join(timeout=5)
+    if profiles:
+        profiles.dump()
+    queries = total(meter.queries)
+    return {
+        "tasks": len(tasks),
+        "workers": workers,
+        "setting_workers": settings.PLANTON_MAX_WORKERS,
+        "seconds": meter.wall,
+        "cpu": meter.cpu,
+        "cpu_share": meter.cpu / meter.wall,
+        "attempts": attempts,
+        "attempts_per_s": attempts / meter.wall,
+        "queries": dict(meter.queries),
+        "queries_per_s": queries / meter.wall,
+        "queries_per_attempt": queries / attempts if attempts else None,
+        "connections_max": max(samples) if samples else None,
+        "connections_median": statistics.median(samples) if samples else None,
+        "peak_rss_mb": peak_rss_mb(),
+        "problems": [],
+    }
+
+
+WORKLOADS = {
+    "drain": drain,
+    "baseline": baseline,
+    "refill": refill,
+    "backoff": backoff,
+    "idle": idle,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workload", choices=sorted(WORKLOADS))
+    parser.add_argument("params", type=json.loads, help="the workload's parameters, as JSON")
+    args = parser.parse_args()
+    setup_django()
+    try:
+        result = WORKLOADS[args.workload](args.params)
+    except Exception as error:  # report, so the orchestrator can say what failed
+        import traceback
+
+        traceback.print_exc()
+        result = {"problems": [f"{type(error).__name__}: {error}"]}
+    result["vendor"] = vendor()
+    result["pid"] = os.getpid()
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
