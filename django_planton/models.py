@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from . import signals
+from .registry import registry
 
 logger = logging.getLogger("django_planton")
 
@@ -224,8 +225,13 @@ class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution
 
 def _send_terminated(executions: Iterable[MaintenanceTaskExecution], reason: str) -> None:
     for execution in executions:
+        task_name = execution.maintenance_task.nid
+        # The registered task is the sender, as for task_dispatched, so that a
+        # receiver can subscribe to one task; a task not registered in this
+        # process falls back to the model.
+        sender = registry.get_or_none(task_name) or MaintenanceTaskExecution
         for receiver, response in signals.execution_terminated.send_robust(
-            sender=MaintenanceTaskExecution, execution=execution, reason=reason
+            sender=sender, task_name=task_name, execution=execution, reason=reason
         ):
             if isinstance(response, Exception):
                 logger.error(

@@ -80,6 +80,9 @@ class TaskRegistry:
                 f"Unknown task {name!r}; registered: {', '.join(self.names()) or 'none'}."
             ) from None
 
+    def get_or_none(self, name: str) -> Task | None:
+        return self._tasks.get(name)
+
     def names(self) -> list[str]:
         return sorted(self._tasks)
 

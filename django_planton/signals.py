@@ -7,7 +7,9 @@
     Arguments: ``task_name`` (str), ``instruction`` (str), ``execution``
     (the RUNNING :class:`~django_planton.models.MaintenanceTaskExecution`).
     A receiver that raises is logged and its execution is failed with the
-    error; the other receivers still run.
+    error; the other receivers still run. Receivers run one after another in
+    the runner's worker thread: hand slow work to a worker system (or a
+    thread of your own) and complete the execution from there.
 
 ``batch_dispatched``
     Once per cycle that dispatched instructions, before the
@@ -22,8 +24,9 @@
 
 ``execution_terminated``
     When the runner (or an operator) ends an execution that ran too long.
-    Sender: ``MaintenanceTaskExecution``. Arguments: ``execution``,
-    ``reason`` (str). Give the work back here.
+    Sender: the registered task (``MaintenanceTaskExecution`` when the task
+    is not registered in this process). Arguments: ``task_name``,
+    ``execution``, ``reason`` (str). Give the work back here.
 
 ``executions_ended``
     After executions end (completed, failed or terminated) and the

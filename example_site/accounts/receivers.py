@@ -36,11 +36,9 @@ def connect() -> None:
     task_dispatched.connect(
         purge_accounts, sender=purge_deleted_accounts, dispatch_uid="accounts.purge_accounts"
     )
-    # execution_terminated is sent by the executions model, not by the task,
-    # so this receiver cannot subscribe to one task and checks the name itself.
     execution_terminated.connect(
         give_back_terminated_email,
-        sender=MaintenanceTaskExecution,
+        sender=send_user_email,
         dispatch_uid="accounts.give_back_terminated_email",
     )
 
@@ -117,8 +115,6 @@ def give_back_terminated_email(
     the account is still owed its e-mail, and now that its execution ended it
     is no longer active: the next cycle claims it again.
     """
-    if execution.maintenance_task.nid != send_user_email.name:
-        return
     logger.warning(
         "Welcome e-mail to account %s gave up (%s); the account will be claimed again.",
         execution.instruction,
