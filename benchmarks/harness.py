@@ -101,22 +101,26 @@ class Meter:
     counter: QueryCounter | None = None
     wall: float = 0.0
     cpu: float = 0.0
-    #: CPU seconds by thread name at ``stop`` (cumulative since each thread started).
+    #: CPU seconds by thread name between start and stop.
     threads: dict[str, float] = field(default_factory=dict)
     queries: Counter[str] = field(default_factory=Counter)
     _t0: float = 0.0
     _c0: float = 0.0
     _q0: Counter[str] = field(default_factory=Counter)
+    _threads0: dict[str, float] = field(default_factory=dict)
 
     def start(self) -> None:
         self._q0 = self.counter.snapshot() if self.counter else Counter()
+        self._threads0 = thread_cpu()
         self._c0 = time.process_time()
         self._t0 = time.perf_counter()
 
     def stop(self) -> None:
         self.wall = time.perf_counter() - self._t0
         self.cpu = time.process_time() - self._c0
-        self.threads = thread_cpu()
+        self.threads = {
+            name: seconds - self._threads0.get(name, 0.0) for name, seconds in thread_cpu().items()
+        }
         if self.counter:
             self.queries = self.counter.snapshot() - self._q0
 

@@ -66,10 +66,10 @@ FULL = Plan(
     timeout=600.0,
 )
 QUICK = Plan(
-    drain_accounts=2_000,
+    drain_accounts=1_500,
     drain_runs=2,
     sqlite_drain_accounts=1_000,
-    refill_accounts=150,
+    refill_accounts=100,
     sqlite_refill_accounts=100,
     idle_tasks=500,
     idle_warmup=2.0,
@@ -90,6 +90,8 @@ DRAIN_VARIANTS = [
     ("complete-only", "complete-only receiver", "drain", "complete-only"),
     ("baseline", "psycopg loop (baseline)", "baseline", None),
 ]
+# With --prepared: the per-instruction receiver with psycopg's prepared statements.
+PREPARED_VARIANT = ("prepared", "per-instruction, prepared statements", "drain", "single")
 
 
 @dataclass
@@ -304,7 +306,8 @@ def run_drains(
             params = {"accounts": accounts, "concurrency": CONCURRENCY, "timeout": plan.timeout}
             if receiver:
                 params["receiver"] = receiver
-            result = session.run(database, workload, params, label=f"drain {label} #{run}")
+            env = {"PLANTON_BENCH_PREPARED": "1"} if key == "prepared" else None
+            result = session.run(database, workload, params, label=f"drain {label} #{run}", env=env)
             if result and not result.get("problems"):
                 results[key].append(result)
     return results
@@ -317,7 +320,7 @@ def drain_rows(database: str, variants: list, results: dict[str, list[dict]]) ->
     for key, label, _, _ in variants:
         runs = results[key]
         if not runs:
-            rows.append([database, label, 0] + [None] * 9)
+            rows.append([database, label, 0] + [None] * 8)
             continue
         rates = [r["instructions"] / r["wall"] for r in runs]
         rate = median(rates)
@@ -335,7 +338,6 @@ def drain_rows(database: str, variants: list, results: dict[str, list[dict]]) ->
                 median([r["cpu"] for r in runs]),
                 median([r["cpu"] / r["instructions"] * 1e6 for r in runs]),
                 median([r["peak_rss_mb"] for r in runs]),
-                _threads(runs),
             ]
         )
     return rows
@@ -406,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # 1 and 2: drain, and the baseline -----------------------------------
         progress("1. Drain")
         variants = list(DRAIN_VARIANTS)
+        if args.prepared:
+            variants.insert(-1, PREPARED_VARIANT)
         pg_results = run_drains(
             session,
             postgres,
@@ -414,28 +418,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs=plan.drain_runs,
             variants=variants,
         )
-        if args.prepared:
-            prepared = ("prepared", "per-instruction, prepared statements", "drain", "single")
-            for run in range(1, plan.drain_runs + 1):
-                result = session.run(
-                    postgres,
-                    "drain",
-                    {
-                        "accounts": plan.drain_accounts,
-                        "concurrency": CONCURRENCY,
-                        "receiver": "single",
-                        "timeout": plan.timeout,
-                    },
-                    label=f"drain {prepared[1]} #{run}",
-                    env={"PLANTON_BENCH_PREPARED": "1"},
-                )
-                pg_results.setdefault("prepared", [])
-                if result and not result.get("problems"):
-                    pg_results["prepared"].append(result)
-            variants.append(prepared)
         rows = drain_rows("postgresql", variants, pg_results)
+        sqlite_results: dict[str, list[dict]] = {}
+        sqlite_variants = [v for v in DRAIN_VARIANTS if v[0] != "baseline"]
         if not args.no_sqlite:
-            sqlite_variants = [v for v in DRAIN_VARIANTS if v[0] != "baseline"]
             sqlite_results = run_drains(
                 session,
                 sqlite,
@@ -451,25 +437,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"cycle with work, 5 ms after an empty one. PostgreSQL variants alternate, "
             f"{plan.drain_runs} runs each; figures are medians."
         )
-        emit(
-            table(
-                [
-                    "database",
-                    "variant",
-                    "runs",
-                    "instr/s",
-                    "range",
-                    "vs baseline",
-                    "queries/instr",
-                    "instr/cycle",
-                    "CPU s",
-                    "CPU us/instr",
-                    "peak MiB",
-                    "CPU s by thread",
-                ],
-                rows,
-            )
-        )
+        headers = ["database", "variant", "runs", "instr/s", "range", "vs baseline"]
+        headers += ["queries/instr", "instr/cycle", "CPU s", "CPU us/instr", "peak MiB"]
+        emit(table(headers, rows))
+        emit("CPU seconds by thread (median):")
+        for database, group, group_variants in [
+            ("postgresql", pg_results, variants),
+            ("sqlite", sqlite_results, sqlite_variants),
+        ]:
+            for key, label, _, _ in group_variants:
+                if group.get(key) and key != "baseline":
+                    emit(f"  {database:<10} {label:<38} {_threads(group[key])}")
         emit()
 
         # 3. slot refill --------------------------------------------------------
@@ -496,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 label=f"refill, completed by {label}",
             )
             if not result or "gap_median_ms" not in result:
-                refill_rows.append([database.name, label, accounts] + [None] * 7)
+                refill_rows.append([database.name, label, accounts] + [None] * 8)
                 continue
             ok = result["gap_median_ms"] < 10 if database is postgres else None
             if ok is not None:
@@ -509,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     result["gap_median_ms"],
                     result["gap_p95_ms"],
                     result["gap_max_ms"],
+                    result["wake_median_ms"],
                     result["cycles"] / accounts if result["cycles"] else None,
                     result["instructions"] / result["wall"],
                     result["idle_attempts_per_s"],
@@ -519,7 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"3. Slot refill: concurrency 1, delay 1 s after every cycle; each execution is "
             f"completed {HOLD * 1000:.0f} ms after dispatch by another thread (in-process "
             f"signal) or another process (PostgreSQL NOTIFY). Gap = next started_at - "
-            f"previous ended_at."
+            "previous ended_at; 'of which wake' is the median part before the refilling "
+            "cycle began, the rest is that cycle up to its dispatch."
         )
         emit(
             table(
@@ -530,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "gap median ms",
                     "gap p95 ms",
                     "gap max ms",
+                    "of which wake ms",
                     "cycles/instr",
                     "instr/s",
                     "idle task attempts/s",

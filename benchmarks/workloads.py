@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import queue
@@ -337,8 +338,16 @@ def _thread_completer(progress: Progress, hold: float) -> tuple[Callable[..., No
     return receiver, (pending, thread)
 
 
-def _gaps_ms(task_name: str) -> list[float]:
-    """Between one execution's ended_at and the next one's started_at, from the table."""
+def _gaps_ms(task_name: str, cycle_starts: list[Any]) -> tuple[list[float], list[float]]:
+    """Each gap between an execution's ended_at and the next one's started_at, from the table.
+
+    Also the part of each gap before the cycle that dispatched the next
+    execution began (the wake-up: hearing of the end, waking the task,
+    handing it to a worker); the rest is the cycle itself up to its dispatch
+    (lock the row, read the active instructions, run the schedule).
+    """
+    import bisect
+
     from django_planton.models import MaintenanceTaskExecution
 
     rows = list(
@@ -346,16 +355,38 @@ def _gaps_ms(task_name: str) -> list[float]:
         .order_by("started_at", "id")
         .values_list("started_at", "ended_at")
     )
-    return [
-        (rows[i + 1][0] - rows[i][1]).total_seconds() * 1000
-        for i in range(len(rows) - 1)
-        if rows[i][1] is not None
-    ]
+    starts = sorted(cycle_starts)
+    gaps, wakes = [], []
+    for (_, ended_at), (started_at, _) in itertools.pairwise(rows):
+        if ended_at is None:
+            continue
+        gaps.append((started_at - ended_at).total_seconds() * 1000)
+        # The last cycle that began before this dispatch is the one that made it.
+        index = bisect.bisect_right(starts, started_at) - 1
+        if index >= 0 and starts[index] >= ended_at:
+            wakes.append((starts[index] - ended_at).total_seconds() * 1000)
+    return gaps, wakes
 
 
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def _record_cycle_starts(runner: Any, task_name: str) -> list[Any]:
+    """Note when each cycle of ``task_name`` begins, on the clock the table's timestamps use."""
+    from django.utils import timezone
+
+    starts: list[Any] = []
+    run = runner.cycle_runner.run
+
+    def timed_run(task: Any, *args: Any, **kwargs: Any) -> Any:
+        if task.name == task_name:
+            starts.append(timezone.now())
+        return run(task, *args, **kwargs)
+
+    runner.cycle_runner.run = timed_run
+    return starts
 
 
 def refill(params: dict[str, Any]) -> dict[str, Any]:
@@ -403,6 +434,7 @@ def refill(params: dict[str, Any]) -> dict[str, Any]:
         completer_process.stdout.readline()  # "ready"
 
     runner = Runner([task, idle])
+    cycle_starts = _record_cycle_starts(runner, task.name)
     meter = Meter(counter)
     meter.start()
     runner.start()
@@ -423,7 +455,7 @@ def refill(params: dict[str, Any]) -> dict[str, Any]:
 
     problems = [] if finished else [f"not drained within {params['timeout']} s"]
     problems += check_drained(task.name, accounts, 1)
-    gaps = _gaps_ms(task.name)
+    gaps, wakes = _gaps_ms(task.name, cycle_starts)
     idle_rate = idle_calls.calls / meter.wall if meter.wall else 0.0
     if idle_rate > 2.5:
         problems.append(f"idle task attempted {idle_rate:.1f} times per second (delay 1 s)")
@@ -436,6 +468,7 @@ def refill(params: dict[str, Any]) -> dict[str, Any]:
         "gap_median_ms": statistics.median(gaps) if gaps else None,
         "gap_p95_ms": _percentile(gaps, 0.95) if gaps else None,
         "gap_max_ms": max(gaps) if gaps else None,
+        "wake_median_ms": statistics.median(wakes) if wakes else None,
         "idle_attempts_per_s": idle_rate,
         "problems": problems,
     }
