@@ -1,0 +1,17 @@
+"""Settings for ``manage.py`` subprocesses of the tests: the example site plus a test app.
+
+The test app registers tasks in its ``AppConfig.ready()``, so that
+``run_planton`` has something to schedule. The database comes from
+``DATABASE_URL``, as for the example site; ``PLANTON_TEST_HOSTNAME`` names the
+runner in the executions it writes, so that a test can tell processes apart.
+"""
+
+import os
+
+from example_site import settings as _base
+
+globals().update({name: value for name, value in vars(_base).items() if name.isupper()})
+
+INSTALLED_APPS = [*_base.INSTALLED_APPS, "tests.testapp.apps.PlantonTestAppConfig"]
+
+PLANTON_HOSTNAME = os.environ.get("PLANTON_TEST_HOSTNAME") or None

@@ -1,0 +1,98 @@
+"""Tasks of the test app, registered by its ``ready()``.
+
+``testapp_idle`` finds nothing, ever; with ``PLANTON_TEST_RECORD_ATTEMPTS=1``
+each attempt leaves an ``auth.Group`` named ``attempt-...``, so that a test
+can count attempts across processes; with ``PLANTON_TEST_IDLE_BLOCK=<seconds>``
+its schedule prints ``testapp_idle: blocking`` and sleeps that long, so that a
+test can stop the process while a cycle is in flight. Its delay is
+``PLANTON_TEST_IDLE_DELAY`` seconds (0.05 by default).
+
+``testapp_claim_jobs`` works through the ``auth.Group`` rows named
+``job-...``: its schedule returns the ids of those not being worked on, and
+the ``task_dispatched`` receiver hands each to a thread that deletes the
+group and completes the execution in one transaction, as a worker would.
+Its concurrency comes from ``PLANTON_TEST_CONCURRENCY`` (3 by default).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+import django_planton
+from django_planton.core import ScheduleContext, Task
+from django_planton.models import MaintenanceTaskExecution
+from django_planton.signals import task_dispatched
+
+JOB_PREFIX = "job-"
+ATTEMPT_PREFIX = "attempt-"
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def idle(context: ScheduleContext) -> list[str]:
+    if os.environ.get("PLANTON_TEST_RECORD_ATTEMPTS") == "1":
+        Group.objects.create(name=f"{ATTEMPT_PREFIX}{uuid.uuid4().hex}")
+    block = float(os.environ.get("PLANTON_TEST_IDLE_BLOCK", "0"))
+    if block:
+        print("testapp_idle: blocking", flush=True)
+        time.sleep(block)
+    return []
+
+
+def claim_jobs(context: ScheduleContext) -> list[int]:
+    active = [int(instruction) for instruction in context.active_task_instructions]
+    jobs = (
+        Group.objects.filter(name__startswith=JOB_PREFIX)
+        .exclude(pk__in=active)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    return list(jobs[: context.limit])
+
+
+def _delay(attempt_number: int) -> float:
+    return 0.005 if attempt_number == 0 else 0.02
+
+
+def _work(execution_pk: int, group_pk: int) -> None:
+    time.sleep(random.uniform(0.001, 0.005))
+    with transaction.atomic():
+        Group.objects.filter(pk=group_pk).delete()
+        MaintenanceTaskExecution.objects.filter(pk=execution_pk).complete()
+
+
+def hand_to_worker(sender: Task, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="testapp-worker")
+    _pool.submit(_work, execution.pk, int(execution.instruction))
+
+
+IDLE = Task(
+    name="testapp_idle",
+    schedule=idle,
+    calculate_delay=lambda attempt_number: float(os.environ.get("PLANTON_TEST_IDLE_DELAY", "0.05")),
+)
+CLAIM_JOBS = Task(
+    name="testapp_claim_jobs",
+    schedule=claim_jobs,
+    concurrency=int(os.environ.get("PLANTON_TEST_CONCURRENCY", "3")),
+    calculate_delay=_delay,
+)
+
+
+def register_tasks() -> None:
+    django_planton.register(IDLE)
+    django_planton.register(CLAIM_JOBS)
+    task_dispatched.connect(hand_to_worker, sender=CLAIM_JOBS, dispatch_uid="testapp-worker")
