@@ -393,6 +393,25 @@ def test_a_raising_calculate_limit_backs_off_like_a_failed_attempt(
     assert report.delay > 0
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a saturated cycle waits calculate_delay(0), which is 0 with the back-off "
+    "helpers' default after_work: the runner then re-runs the cycle at once, hundreds of "
+    "transactions a second, for as long as the executions run",
+)
+def test_a_saturated_task_looks_again_no_sooner_than_the_poll_interval(make_task, make_runner):
+    task = make_task("saturated", concurrency=1, delay=0.0)
+    state = MaintenanceTaskFactory(nid="saturated")
+    MaintenanceTaskExecutionFactory(maintenance_task=state)
+    runner = make_runner([task])
+
+    report = runner.cycle_runner.run(task)
+
+    assert report.errors == ()
+    # A freed slot wakes the task; until then there is nothing to do.
+    assert report.delay >= runner.cycle_runner.poll_interval
+
+
 # -- failed cycles roll back --------------------------------------------------------------
 
 

@@ -96,6 +96,23 @@ def test_execution_terminated_gives_the_ended_execution(record_signal):
     assert [call["task_ids"] for call in ended.items] == [{state.pk}]
 
 
+def test_execution_terminated_is_sent_by_the_registered_task(make_task, record_signal):
+    task = make_task("registered")
+    mine = MaintenanceTaskExecutionFactory(maintenance_task__nid="registered")
+    theirs = MaintenanceTaskExecutionFactory(maintenance_task__nid="not-registered-here")
+    for_task = record_signal(signals.execution_terminated, sender=task)
+    for_model = record_signal(signals.execution_terminated, sender=MaintenanceTaskExecution)
+
+    MaintenanceTaskExecution.objects.all().terminate("too slow")
+
+    assert [(c["execution"].pk, c["task_name"], c["sender"]) for c in for_task.items] == [
+        (mine.pk, "registered", task)
+    ]
+    assert [(c["execution"].pk, c["task_name"]) for c in for_model.items] == [
+        (theirs.pk, "not-registered-here")
+    ]
+
+
 def test_schedule_failed_is_sent_after_the_rollback(make_task, make_runner):
     def schedule(context):
         Group.objects.create(name="claimed")
