@@ -78,7 +78,6 @@ def test_two_runners_share_one_concurrency(
 ):
     settings.PLANTON_POLL_INTERVAL = 0.01  # a runner that finds the row locked looks again soon
     task = make_task("claim", claim_jobs, concurrency=CONCURRENCY, delay=claim_delay)
-    make_jobs()
 
     def work(execution_pk: int, group_pk: int) -> None:
         time.sleep(0.001)
@@ -96,6 +95,7 @@ def test_two_runners_share_one_concurrency(
     try:
         make_runner([task], hostname="runner-a", start=True)
         make_runner([task], hostname="runner-b", start=True)
+        make_jobs()  # once both runners run, so that both can claim some
         done = wait_until(
             lambda: (
                 not Group.objects.filter(name__startswith="job-").exists()
@@ -118,7 +118,6 @@ def test_two_run_planton_processes_share_one_concurrency_and_one_cadence(
     planton_process, subprocess_database_url, running_sampler, most_at_once, wait_until
 ):
     """Two processes work through the jobs; meanwhile both also run an idle task every 0.2 s."""
-    make_jobs()
     attempts = Group.objects.filter(name__startswith="attempt-")
     sampler = running_sampler("testapp_claim_jobs")
     processes = []
@@ -136,6 +135,7 @@ def test_two_run_planton_processes_share_one_concurrency_and_one_cadence(
             )
         for process in processes:
             assert process.wait_for_output("Scheduling 2 task(s)"), process.stderr
+        make_jobs()  # once both processes run, so that both can claim some
         window_started, attempts_before = time.monotonic(), attempts.count()
         done = wait_until(
             lambda: (
@@ -184,7 +184,7 @@ def test_three_runners_keep_one_cadence(make_task, make_runner):
     # One clock: about 2.0 / 0.2 + 1 = 11 attempts in the window; three runners
     # that each kept their own would make about 33.
     in_window = [at for at in attempts if at - started <= 2.0]
-    assert 5 <= len(in_window) <= 16, len(in_window)
+    assert 3 <= len(in_window) <= 16, len(in_window)
     assert MaintenanceTask.objects.get(nid="cadence").attempt_number == len(attempts)
 
 
@@ -268,20 +268,18 @@ def test_a_background_runner_survives_its_connections_being_killed(
     before = len(dispatched)
 
     assert wait_until(lambda: len(dispatched) >= before + 5, timeout=15)
+
     # The listener listens again, on a new connection.
-    with connection.cursor() as cursor:
-        listening_again = wait_until(
-            lambda: (
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND query LIKE 'LISTEN %%' AND backend_start > %s",
-                    [killed_at],
-                )
-                or cursor.fetchone()[0]
-            ),
-            timeout=15,
-        )
-    assert listening_again
+    def new_listeners() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'LISTEN %%' AND backend_start > %s",
+                [killed_at],
+            )
+            return cursor.fetchone()[0]
+
+    assert wait_until(new_listeners, timeout=15) == 1
     assert runner.stop(timeout=5)
 
 
