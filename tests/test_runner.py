@@ -857,6 +857,27 @@ def test_a_freed_slot_wakes_the_task_at_once(
     assert [e.instruction for e in MaintenanceTaskExecution.objects.running()] == ["c"]
 
 
+def test_a_task_row_deleted_in_the_admin_is_recreated_and_still_woken(
+    make_task, make_runner, scripted_schedule, record_signal, settings, wait_until
+):
+    settings.PLANTON_MAX_WAIT = 0.1  # re-read the row often, so the deletion is seen soon
+    task = make_task("phoenix", scripted_schedule(["a"], ["b"], ["c"]), concurrency=1, delay=30.0)
+    dispatched = record_signal(signals.task_dispatched, sender=task)
+    make_runner([task], start=True)
+    assert wait_until(lambda: len(dispatched) == 1)
+    old_pk = row("phoenix").pk
+
+    MaintenanceTask.objects.filter(nid="phoenix").delete()  # its executions go with it
+
+    # The runner brings the row back (a new id), due at once: "b" is dispatched.
+    assert wait_until(lambda: len(dispatched) == 2)
+    assert row("phoenix").pk != old_pk
+    # Ending "b" wakes the task under its new id; without the wake-up it would wait 30 s.
+    assert MaintenanceTaskExecution.objects.get(instruction="b").complete()
+    assert wait_until(lambda: len(dispatched) == 3, timeout=5)
+    assert instructions_of("phoenix") == ["b", "c"]
+
+
 def test_an_idle_task_is_not_woken(make_task, make_runner, scripted_schedule, wait_until):
     idle_schedule = scripted_schedule()
     idle = make_task("idle", idle_schedule, delay=30.0)
