@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_planton import signals
+from django_planton.admin import MaintenanceTaskAdmin
 from django_planton.models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
 
 from .factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
@@ -214,6 +215,21 @@ def test_tasks_changelist_shows_running_count_and_effective_concurrency(admin_cl
     assert '<td class="field-running_count">0</td>' in content
     assert '<td class="field-effective_concurrency_display">3</td>' in content
     assert '<td class="field-effective_concurrency_display">7</td>' in content
+
+
+def test_tasks_can_be_sorted_by_running_count(admin_client):
+    for name, running in (("b-one", 1), ("c-none", 0), ("a-three", 3)):
+        task = MaintenanceTaskFactory(nid=name)
+        MaintenanceTaskExecutionFactory.create_batch(running, maintenance_task=task)
+    # The changelist's columns are the action checkbox, then list_display.
+    column = 1 + MaintenanceTaskAdmin.list_display.index("running_count")
+    url = reverse(TASKS_URL)
+
+    descending = admin_client.get(url, {"o": f"-{column}"}).context["cl"].result_list
+    ascending = admin_client.get(url, {"o": f"{column}"}).context["cl"].result_list
+
+    assert [task.nid for task in descending] == ["a-three", "b-one", "c-none"]
+    assert [task.nid for task in ascending] == ["c-none", "b-one", "a-three"]
 
 
 @pytest.mark.parametrize(

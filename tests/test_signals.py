@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection, transaction
-from django.dispatch import Signal
 from django.utils import timezone
 
 from django_planton import signals
@@ -20,17 +19,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 class Rollback(Exception):
     pass
-
-
-def test_the_signals_are_django_signals():
-    for name in (
-        "task_dispatched",
-        "batch_dispatched",
-        "schedule_failed",
-        "execution_terminated",
-        "executions_ended",
-    ):
-        assert isinstance(getattr(signals, name), Signal), name
 
 
 def test_no_executions_ended_when_the_transaction_rolls_back(record_signal):
