@@ -215,6 +215,9 @@ def drain(params: dict[str, Any]) -> dict[str, Any]:
 
 # -- 2. the hand-written psycopg loop ------------------------------------------
 
+# What a plain psycopg connection needs of Django's connection parameters.
+CONNINFO_KEYS = {"dbname", "user", "password", "host", "port", "sslmode"}
+
 ACTIVE_SQL = (
     "SELECT instruction FROM maintenance_task_execution "
     "WHERE maintenance_task_id = %s AND ended_at IS NULL"
@@ -265,7 +268,7 @@ def baseline(params: dict[str, Any]) -> dict[str, Any]:
     statements = 0
     meter = Meter()
     with psycopg.connect(
-        **{k: v for k, v in conninfo.items() if k in {"dbname", "user", "host", "port"}},
+        **{k: v for k, v in conninfo.items() if k in CONNINFO_KEYS},
         autocommit=True,
     ) as conn:
         meter.start()
@@ -546,7 +549,7 @@ def _connection_sampler(stop: threading.Event, interval: float) -> tuple[list[in
     from django.db import connection
 
     params = connection.get_connection_params()
-    conninfo = {k: v for k, v in params.items() if k in {"dbname", "user", "host", "port"}}
+    conninfo = {k: v for k, v in params.items() if k in CONNINFO_KEYS}
     samples: list[int] = []
 
     def sample() -> None:
