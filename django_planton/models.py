@@ -201,8 +201,21 @@ class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution
         a later round.
         """
         now = timezone.now()
+        # Pick the ids first and lock in a second query on the executions
+        # table alone: a FOR UPDATE over a join (select_related, or the
+        # overdue() filter on the task's duration) would also need the task's
+        # row, which a cycle in flight holds, and SKIP LOCKED would then skip
+        # the execution. MariaDB has no FOR UPDATE OF to say which table.
+        candidates = list(self.running().values_list("pk", flat=True))
+        if not candidates:
+            return []
         with transaction.atomic(using=self.db):
-            ended = list(self.running().select_for_update(skip_locked=True))
+            ended = list(
+                self.model.objects.using(self.db)
+                .filter(pk__in=candidates)
+                .running()
+                .select_for_update(skip_locked=True)
+            )
             if not ended:
                 return []
             fields = {

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -39,7 +39,15 @@ from django.utils import timezone
 
 from . import signals
 from .conf import get_setting
-from .core import CycleReport, Planton, Task, compute_delay, log_error, run_cycle
+from .core import (
+    CycleOutcome,
+    CycleReport,
+    Planton,
+    Task,
+    compute_delay,
+    log_error,
+    run_cycle,
+)
 from .errors import UnexpectedTaskInstructionsError
 from .models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
 from .notify import EndedListener, listening_supported
@@ -116,6 +124,9 @@ class DatabaseCycleRunner:
             and database.settings_dict.get("OPTIONS", {}).get("transaction_mode") != "IMMEDIATE"
         )
         self._lock = threading.Lock()
+        #: Names of the tasks by row id, learnt from each row a cycle reads,
+        #: so that a row re-created under a new id still gets its wake-ups.
+        self.task_names_by_id: dict[int, str] = {}
         self._woken: set[str] = set()
         self._database_failures: dict[str, int] = {}
         self._connections: set[Any] = set()
@@ -168,6 +179,7 @@ class DatabaseCycleRunner:
                     sync_tasks([task], using=self.using)  # deleted in the admin: bring it back
                     return CycleReport(delay=0.0)
                 return CycleReport(delay=self.poll_interval)  # another process runs this cycle
+            self.task_names_by_id[row.pk] = row.nid
             if row.is_paused:
                 delay, _ = compute_delay(task, row.attempt_number)
                 return CycleReport(delay=self._capped(max(delay, self.poll_interval)))
@@ -192,23 +204,26 @@ class DatabaseCycleRunner:
                 problem = self._unstorable(task, outcome.instructions)
                 if problem is not None:
                     errors = (problem,)
-            if outcome.failed or errors != outcome.errors:
-                transaction.set_rollback(True, using=self.using)
-                failed_attempt = row.attempt_number + 1
-            else:
-                return self._commit(task, row, outcome.instructions, outcome.attempt_number, errors)
+            if not errors:
+                return self._commit(task, row, outcome, now)
+            # Any error (a raising schedule or calculate_limit, an invalid
+            # batch) rolls the cycle back and counts as an empty attempt, so
+            # the task backs off instead of retrying at once.
+            transaction.set_rollback(True, using=self.using)
+            failed_attempt = row.attempt_number + 1
         return self._record_failure(task, failed_attempt, errors, now)
 
     def _commit(
-        self,
-        task: Task,
-        row: MaintenanceTask,
-        instructions: Sequence[str],
-        attempt_number: int,
-        errors: tuple[BaseException, ...],
+        self, task: Task, row: MaintenanceTask, outcome: CycleOutcome, started: datetime
     ) -> CycleReport:
         """Write the executions and the new attempt state; signals go out on commit."""
+        instructions, attempt_number = outcome.instructions, outcome.attempt_number
         delay, delay_error = compute_delay(task, attempt_number)
+        if outcome.saturated:
+            # Every slot is taken: a freed slot wakes the task, so there is
+            # no point looking sooner than the poll interval (a delay of 0
+            # after work would otherwise spin until an execution ends).
+            delay = max(delay, self.poll_interval)
         now = timezone.now()
         update_fields = ["attempt_number", "next_attempt_at", "last_attempted_at", "updated_at"]
         row.attempt_number = attempt_number
@@ -235,10 +250,10 @@ class DatabaseCycleRunner:
             update_fields.append("last_dispatched_at")
             transaction.on_commit(partial(self._dispatch, task, executions), using=self.using)
         row.save(using=self.using, update_fields=update_fields)
-        if delay_error is not None:
-            errors = (*errors, delay_error)
         return CycleReport(
-            delay=self._capped(delay), instructions=tuple(instructions), errors=errors
+            delay=self._capped(delay),
+            instructions=instructions,
+            errors=(delay_error,) if delay_error is not None else (),
         )
 
     def _record_failure(
@@ -381,7 +396,6 @@ class Runner:
             housekeeping_interval or get_setting("PLANTON_HOUSEKEEPING_INTERVAL")
         )
         self._names = {task.name for task in self.tasks}
-        self._names_by_id: dict[int, str] = {}
         self._stopping = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self.listener: EndedListener | None = None
@@ -389,7 +403,7 @@ class Runner:
 
     def run_once(self) -> list[CycleReport]:
         """One cycle of each task that is due, then housekeeping; for cron and tests."""
-        self._names_by_id = sync_tasks(self.tasks, using=self.using)
+        self.cycle_runner.task_names_by_id.update(sync_tasks(self.tasks, using=self.using))
         reports = []
         for task in self.tasks:
             report = self.cycle_runner.run(task)
@@ -406,7 +420,7 @@ class Runner:
         PostgreSQL, one that listens for ended executions. The calling
         thread's connection is closed once the tasks are synced.
         """
-        self._names_by_id = sync_tasks(self.tasks, using=self.using)
+        self.cycle_runner.task_names_by_id.update(sync_tasks(self.tasks, using=self.using))
         if not connections[self.using].in_atomic_block:
             connections[self.using].close()
         signals.executions_ended.connect(self._on_executions_ended, weak=False)
@@ -481,17 +495,10 @@ class Runner:
             connections[self.using].close()
 
     def _on_executions_ended(self, sender: Any, task_ids: set[int], **kwargs: Any) -> None:
-        if not task_ids <= self._names_by_id.keys():
-            # A row was re-created (deleted in the admin): learn its new id.
-            self._names_by_id.update(
-                MaintenanceTask.objects.using(self.using)
-                .filter(nid__in=self._names)
-                .values_list("pk", "nid")
-            )
         self._wake_ids(task_ids)
 
     def _wake_ids(self, task_ids: set[int]) -> None:
         for task_id in task_ids:
-            name = self._names_by_id.get(task_id)
+            name = self.cycle_runner.task_names_by_id.get(task_id)
             if name is not None:
                 self.wake(name)

@@ -240,12 +240,6 @@ def test_an_execution_ended_by_another_process_wakes_the_runner(
     assert dispatched[1]["instruction"] == "b"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the listener's wake-ups go through Runner._wake_ids, which ignores task ids "
-    "it does not know; only the in-process signal refreshes them, so after a task row is "
-    "re-created, executions ended by other processes no longer wake the task",
-)
 def test_a_recreated_task_row_is_woken_by_other_processes(
     make_task, make_runner, scripted_schedule, record_signal, settings, wait_until
 ):
@@ -369,11 +363,6 @@ def test_terminate_of_a_plain_queryset_ignores_the_task_row_lock(task_row_held):
     assert [e.pk for e in ended] == [execution.pk]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: terminate() locks the joined maintenance_task row too (FOR UPDATE without "
-    "OF), so SKIP LOCKED skips executions whose task has a cycle in flight",
-)
 def test_housekeeping_terminates_overdue_executions_while_a_cycle_holds_the_task_row(
     make_runner, task_row_held
 ):
@@ -389,11 +378,6 @@ def test_housekeeping_terminates_overdue_executions_while_a_cycle_holds_the_task
     assert overdue.terminated_at is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: terminate() of a queryset with select_related (the admin's) skips executions "
-    "whose task row a cycle holds, and the admin then calls them 'not running'",
-)
 def test_terminate_with_select_related_ignores_the_task_row_lock(task_row_held):
     state = MaintenanceTaskFactory(nid="busy")
     execution = MaintenanceTaskExecutionFactory(maintenance_task=state)

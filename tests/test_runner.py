@@ -364,12 +364,6 @@ def test_a_raising_calculate_delay_falls_back_to_one_second(
     assert waits(state) == timedelta(seconds=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a raising calculate_limit is not recorded as a failed attempt: attempt_number "
-    "stays 0 and next_attempt_at is now + calculate_delay(0), so the task is retried at once "
-    "forever (a hot loop) and last_error stays empty",
-)
 def test_a_raising_calculate_limit_backs_off_like_a_failed_attempt(
     make_task, make_runner, scripted_schedule
 ):
@@ -395,12 +389,6 @@ def test_a_raising_calculate_limit_backs_off_like_a_failed_attempt(
     assert report.delay > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a saturated cycle waits calculate_delay(0), which is 0 with the back-off "
-    "helpers' default after_work: the runner then re-runs the cycle at once, hundreds of "
-    "transactions a second, for as long as the executions run",
-)
 def test_a_saturated_task_looks_again_no_sooner_than_the_poll_interval(make_task, make_runner):
     task = make_task("saturated", concurrency=1, delay=0.0)
     state = MaintenanceTaskFactory(nid="saturated")
