@@ -127,26 +127,31 @@ class Session:
         }
         command = [sys.executable, "-m", "benchmarks.workloads", workload, json.dumps(params)]
         started = time.monotonic()
+        stdout, returncode = "", None
         with log.open("w") as stderr:
-            process = subprocess.run(
-                command,
-                cwd=ROOT,
-                env=child_env,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-                timeout=params.get("timeout", 600) + 120,
-            )
+            try:
+                process = subprocess.run(
+                    command,
+                    cwd=ROOT,
+                    env=child_env,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    text=True,
+                    timeout=params.get("timeout", 600) + 120,
+                )
+                stdout, returncode = process.stdout, process.returncode
+            except subprocess.TimeoutExpired:
+                pass  # killed; reported below as a run without a result
         elapsed = time.monotonic() - started
         result = None
-        for line in process.stdout.splitlines():
+        for line in stdout.splitlines():
             if line.startswith(RESULT_PREFIX):
                 result = json.loads(line[len(RESULT_PREFIX) :])
-        problems = [] if result else [f"no result (exit {process.returncode}), see {log}"]
+        problems = [] if result else [f"no result (exit {returncode}), see {log}"]
         if result:
             problems = result.get("problems", [])
-        if process.returncode != 0 and result:
-            problems.append(f"exit {process.returncode}, see {log}")
+        if returncode != 0 and result:
+            problems.append(f"exit {returncode}, see {log}")
         status = "ok" if not problems else "FAILED: " + "; ".join(problems)
         progress(f"  {database.name:<10} {label:<42} {elapsed:5.1f} s  {status}")
         if problems:
