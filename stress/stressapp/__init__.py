@@ -1,0 +1,1 @@
+"""A small app for the stress run: probe tasks, a slowed-down e-mail receiver, event records."""
