@@ -179,7 +179,8 @@ def make_task(planton_registry: TaskRegistry) -> Callable[..., Task]:
     """Build a task (registered in the emptied registry unless ``register=False``).
 
     ``schedule`` defaults to one that finds nothing; ``delay`` is either a number
-    of seconds for every attempt or a ``calculate_delay`` function.
+    of seconds for every attempt or a ``calculate_delay`` function. The default
+    is tiny but not 0, so that a background runner does not spin on an idle task.
     """
 
     def make(
@@ -187,7 +188,7 @@ def make_task(planton_registry: TaskRegistry) -> Callable[..., Task]:
         schedule: Callable[[ScheduleContext], Any] | None = None,
         *,
         concurrency: int = 1,
-        delay: float | Callable[[int], float] = 0.0,
+        delay: float | Callable[[int], float] = 0.01,
         calculate_limit: Callable[[int, Sequence[str]], int] | None = None,
         register: bool = True,
     ) -> Task:
@@ -209,11 +210,6 @@ def make_task(planton_registry: TaskRegistry) -> Callable[..., Task]:
 @pytest.fixture
 def scripted_schedule() -> Callable[..., Callable[[ScheduleContext], Any]]:
     return scripted
-
-
-@pytest.fixture
-def calls() -> Callable[[], Calls]:
-    return Calls
 
 
 # -- runners and signals --------------------------------------------------------
