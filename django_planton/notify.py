@@ -79,18 +79,17 @@ class EndedListener(threading.Thread):
         self.on_task_ids = on_task_ids
         self.stopping = stopping
         self.listening = threading.Event()
+        self._failures = 0
 
     def run(self) -> None:
-        failures = 0
         while not self.stopping.is_set():
             try:
                 self._listen()
-                failures = 0
             except Exception as error:
-                failures += 1
+                self._failures += 1
                 self.listening.clear()
                 logger.error("Listening for ended executions failed: %s", error, exc_info=error)
-                self.stopping.wait(min(30.0, 0.5 * 2**failures))
+                self.stopping.wait(min(30.0, 0.5 * 2**self._failures))
 
     def _listen(self) -> None:
         import psycopg
@@ -98,6 +97,7 @@ class EndedListener(threading.Thread):
         params = connections[self.using].get_connection_params()
         with psycopg.connect(**params, autocommit=True) as connection:
             connection.execute(f"LISTEN {CHANNEL}")
+            self._failures = 0  # each outage backs off from the start again
             self.listening.set()
             while not self.stopping.is_set():
                 for notification in connection.notifies(timeout=0.5):

@@ -10,8 +10,9 @@ and runs each cycle in one database transaction around the task's
 3. read the active instructions and the effective concurrency;
 4. call ``schedule`` inside the same transaction, so its own claims commit or
    roll back together with the execution rows;
-5. on an invalid result roll everything back, then record the attempt in a
-   short transaction of its own, so a failing task still backs off;
+5. on an error or an invalid result roll the user's code back to a savepoint
+   and record the failed attempt on the still-locked row, so a failing task
+   backs off and no other runner retries it meanwhile;
 6. write the execution rows and the new attempt state, and commit;
 7. send the signals once the transaction has committed.
 
@@ -97,6 +98,14 @@ def _ensure_usable(alias: str) -> None:
             connection.errors_occurred = False
         else:
             connection.close()
+
+
+class _CycleFailed(Exception):
+    """Unwinds the savepoint around a cycle's user code."""
+
+    def __init__(self, errors: tuple[BaseException, ...]) -> None:
+        super().__init__(errors)
+        self.errors = errors
 
 
 class DatabaseCycleRunner:
@@ -192,26 +201,31 @@ class DatabaseCycleRunner:
                 return CycleReport(delay=self._capped((row.next_attempt_at - now).total_seconds()))
 
             active = list(row.executions.running().values_list("instruction", flat=True))
-            outcome = run_cycle(
-                task,
-                attempt_number=row.attempt_number,
-                active_task_instructions=active,
-                concurrency=row.maximum_concurrent_execution_count or task.concurrency,
-                may_schedule=may_schedule,
-            )
-            errors = outcome.errors
-            if outcome.instructions:
-                problem = self._unstorable(task, outcome.instructions)
-                if problem is not None:
-                    errors = (problem,)
-            if not errors:
-                return self._commit(task, row, outcome, now)
-            # Any error (a raising schedule or calculate_limit, an invalid
-            # batch) rolls the cycle back and counts as an empty attempt, so
-            # the task backs off instead of retrying at once.
-            transaction.set_rollback(True, using=self.using)
-            failed_attempt = row.attempt_number + 1
-        return self._record_failure(task, failed_attempt, errors, now)
+            try:
+                # A savepoint around the user's code: on any error (a raising
+                # schedule or calculate_limit, an invalid batch) its claims
+                # roll back while the task's row stays locked, so the failed
+                # attempt is recorded before another runner can see the task
+                # as due. A failed attempt counts as an empty one: the task
+                # backs off instead of retrying at once.
+                with transaction.atomic(using=self.using):
+                    outcome = run_cycle(
+                        task,
+                        attempt_number=row.attempt_number,
+                        active_task_instructions=active,
+                        concurrency=row.maximum_concurrent_execution_count or task.concurrency,
+                        may_schedule=may_schedule,
+                    )
+                    errors = outcome.errors
+                    if outcome.instructions:
+                        problem = self._unstorable(task, outcome.instructions)
+                        if problem is not None:
+                            errors = (problem,)
+                    if errors:
+                        raise _CycleFailed(errors)
+            except _CycleFailed as failure:
+                return self._record_failure(task, row, failure.errors, now)
+            return self._commit(task, row, outcome, now)
 
     def _commit(
         self, task: Task, row: MaintenanceTask, outcome: CycleOutcome, started: datetime
@@ -257,19 +271,31 @@ class DatabaseCycleRunner:
         )
 
     def _record_failure(
-        self, task: Task, attempt_number: int, errors: tuple[BaseException, ...], now: Any
+        self, task: Task, row: MaintenanceTask, errors: tuple[BaseException, ...], now: datetime
     ) -> CycleReport:
-        """Record a failed attempt in a transaction of its own, so the task backs off."""
+        """Record a failed attempt on the locked row; ``schedule_failed`` goes out on commit."""
+        attempt_number = row.attempt_number + 1
         delay, delay_error = compute_delay(task, attempt_number)
-        message = "; ".join(f"{type(error).__name__}: {error}" for error in errors)
-        with transaction.atomic(using=self.using):
-            MaintenanceTask.objects.using(self.using).filter(nid=task.name).update(
-                attempt_number=attempt_number,
-                next_attempt_at=now + timedelta(seconds=delay),
-                last_attempted_at=now,
-                last_error=message[:2000],
-                updated_at=timezone.now(),
-            )
+        row.attempt_number = attempt_number
+        row.next_attempt_at = now + timedelta(seconds=delay)
+        row.last_attempted_at = now
+        row.last_error = "; ".join(f"{type(error).__name__}: {error}" for error in errors)[:2000]
+        row.save(
+            using=self.using,
+            update_fields=[
+                "attempt_number",
+                "next_attempt_at",
+                "last_attempted_at",
+                "last_error",
+                "updated_at",
+            ],
+        )
+        transaction.on_commit(partial(self._send_schedule_failed, task, errors), using=self.using)
+        if delay_error is not None:
+            errors = (*errors, delay_error)
+        return CycleReport(delay=self._capped(delay), errors=errors)
+
+    def _send_schedule_failed(self, task: Task, errors: tuple[BaseException, ...]) -> None:
         for error in errors:
             for receiver, response in signals.schedule_failed.send_robust(
                 sender=task, task_name=task.name, error=error
@@ -282,9 +308,6 @@ class DatabaseCycleRunner:
                         exc_info=response,
                         extra={"task_name": task.name},
                     )
-        if delay_error is not None:
-            errors = (*errors, delay_error)
-        return CycleReport(delay=self._capped(delay), errors=errors)
 
     def _unstorable(self, task: Task, instructions: Sequence[str]) -> BaseException | None:
         """Instructions the executions table cannot hold are the task's error, not a crash."""
@@ -307,33 +330,34 @@ class DatabaseCycleRunner:
 
     def _dispatch(self, task: Task, executions: list[MaintenanceTaskExecution]) -> None:
         """Send the signals of a committed batch; a failing receiver fails its execution."""
-        try:
-            for _receiver, response in signals.batch_dispatched.send_robust(
-                sender=task, task_name=task.name, executions=executions
+        for _receiver, response in signals.batch_dispatched.send_robust(
+            sender=task, task_name=task.name, executions=executions
+        ):
+            if isinstance(response, Exception):
+                log_error(task.name, response)
+        for execution in executions:
+            for receiver, response in signals.task_dispatched.send_robust(
+                sender=task,
+                task_name=task.name,
+                instruction=execution.instruction,
+                execution=execution,
             ):
-                if isinstance(response, Exception):
-                    log_error(task.name, response)
-            for execution in executions:
-                for receiver, response in signals.task_dispatched.send_robust(
-                    sender=task,
-                    task_name=task.name,
-                    instruction=execution.instruction,
-                    execution=execution,
-                ):
-                    if isinstance(response, Exception):
-                        logger.error(
-                            "task_dispatched receiver %r failed for task %s, instruction %s",
-                            receiver,
-                            task.name,
-                            execution.instruction,
-                            exc_info=response,
-                            extra={"task_name": task.name, "instruction": execution.instruction},
-                        )
-                        execution.fail(response)
-        except DatabaseError as error:
-            # The batch is committed; executions left running end through
-            # their maximum duration.
-            log_error(task.name, error)
+                if not isinstance(response, Exception):
+                    continue
+                logger.error(
+                    "task_dispatched receiver %r failed for task %s, instruction %s",
+                    receiver,
+                    task.name,
+                    execution.instruction,
+                    exc_info=response,
+                    extra={"task_name": task.name, "instruction": execution.instruction},
+                )
+                try:
+                    execution.fail(response)
+                except DatabaseError as error:
+                    # Left running, it ends through its maximum duration;
+                    # the rest of the batch still goes to its receivers.
+                    log_error(task.name, error)
 
     def _database_failed(self, task: Task, error: DatabaseError) -> CycleReport:
         """A lost connection: drop it, and look again later, backing off up to max_wait."""
