@@ -151,6 +151,10 @@ class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution
     def finished(self) -> MaintenanceTaskExecutionQuerySet:
         return self.filter(ended_at__isnull=False)
 
+    def failed(self) -> MaintenanceTaskExecutionQuerySet:
+        """Executions that ended with an error (``fail()``, or a receiver that raised)."""
+        return self.filter(error__isnull=False)
+
     def terminated(self) -> MaintenanceTaskExecutionQuerySet:
         return self.filter(terminated_at__isnull=False)
 

@@ -45,7 +45,8 @@ def _recently_failed(task_name: str) -> QuerySet:
     """
     return (
         MaintenanceTaskExecution.objects.for_task(task_name)
-        .filter(error__isnull=False, ended_at__gte=timezone.now() - RETRY_FAILED_AFTER)
+        .failed()
+        .filter(ended_at__gte=timezone.now() - RETRY_FAILED_AFTER)
         .annotate(account_id=Cast("instruction", BigIntegerField()))
         .values("account_id")
     )
