@@ -235,6 +235,15 @@ def test_queryset_fail_accepts_a_string_or_a_dict(mixed_executions):
     assert MaintenanceTaskExecution.objects.get(pk=e["running_second"].pk).error == {"code": 7}
 
 
+def test_failed_selects_the_executions_that_ended_with_an_error(mixed_executions):
+    e = mixed_executions
+    assert list(MaintenanceTaskExecution.objects.failed()) == [e["failed_second"]]
+    MaintenanceTaskExecution.objects.filter(pk=e["running_first"].pk).fail("gave up")
+    MaintenanceTaskExecution.objects.filter(pk=e["running_second"].pk).complete()
+    failed = set(MaintenanceTaskExecution.objects.failed().values_list("pk", flat=True))
+    assert failed == {e["failed_second"].pk, e["running_first"].pk}
+
+
 def test_queryset_heartbeat_touches_running_rows_only(mixed_executions):
     e = mixed_executions
     before = timezone.now()

@@ -162,6 +162,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Scheduling {len(runner.tasks)} task(s): {names}. Stop with Ctrl-C or SIGTERM."
             )
+            self.stdout.flush()  # a supervisor reading a pipe sees it now, not at exit
             while not stop.wait(1.0):
                 pass
             finished = runner.stop(timeout=shutdown_timeout)
