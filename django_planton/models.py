@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from django.db import models, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -370,20 +370,38 @@ class MaintenanceTaskExecution(models.Model):
         return seen
 
     def _end(self, *, error: dict[str, Any] | None) -> bool:
-        # One statement, and no read-back: this is the hot path of every receiver.
+        # The hot path of every receiver: one statement, no read-back, and no
+        # queryset to build (compiling an UPDATE costs several times what the
+        # database spends on it). The SQL comes from the model's own metadata,
+        # every value is a parameter.
+        using = self._state.db or DEFAULT_DB_ALIAS
+        connection = connections[using]
         now = timezone.now()
-        fields = {
-            "state": ExecutionState.COMPLETED,
+        values = {
+            "state": ExecutionState.COMPLETED.value,
             "ended_at": now,
             "last_seen_at": now,
             "error": error,
         }
-        ended = bool(self._own_queryset().running().update(**fields))
+        fields = {name: self._meta.get_field(name) for name in values}
+        quote = connection.ops.quote_name
+        assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields.values())
+        sql = (
+            f"UPDATE {quote(self._meta.db_table)} SET {assignments} "
+            f"WHERE {quote(self._meta.pk.column)} = %s "
+            f"AND {quote(fields['ended_at'].column)} IS NULL"
+        )
+        params = [
+            field.get_db_prep_save(values[name], connection) for name, field in fields.items()
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, self.pk])
+            ended = cursor.rowcount == 1
         if ended:
-            for name, value in fields.items():
+            for name, value in values.items():
                 setattr(self, name, value)
             if signals.executions_ended.has_listeners():
-                announce_ended({self.maintenance_task_id}, using=self._state.db or "default")
+                announce_ended({self.maintenance_task_id}, using=using)
         return ended
 
     @contextmanager

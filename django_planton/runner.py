@@ -136,6 +136,7 @@ class DatabaseCycleRunner:
         #: Names of the tasks by row id, learnt from each row a cycle reads,
         #: so that a row re-created under a new id still gets its wake-ups.
         self.task_names_by_id: dict[int, str] = {}
+        self._attempt_numbers: dict[str, int] = {}
         self._woken: set[str] = set()
         self._database_failures: dict[str, int] = {}
         self._connections: set[Any] = set()
@@ -162,14 +163,18 @@ class DatabaseCycleRunner:
 
     # -- wake-ups ------------------------------------------------------------
 
-    def wake(self, task_name: str) -> None:
+    def wake(self, task_name: str) -> bool:
         """Let the next cycle of ``task_name`` run before its next attempt time.
 
-        It runs only if the task's last attempt found work or found every
-        slot taken (attempt number 0): an idle task keeps backing off.
+        Only when the task's last attempt (as this process saw it) found work
+        or found every slot taken, attempt number 0: an idle task keeps
+        backing off, and its wake-ups cost nothing. Returns whether to wake.
         """
         with self._lock:
+            if self._attempt_numbers.get(task_name, 0) > 0:
+                return False  # backing off: a freed slot is no news to it
             self._woken.add(task_name)
+            return True
 
     # -- internals -----------------------------------------------------------
 
@@ -189,6 +194,7 @@ class DatabaseCycleRunner:
                     return CycleReport(delay=0.0)
                 return CycleReport(delay=self.poll_interval)  # another process runs this cycle
             self.task_names_by_id[row.pk] = row.nid
+            self._attempt_numbers[task.name] = row.attempt_number
             if row.is_paused:
                 delay, _ = compute_delay(task, row.attempt_number)
                 return CycleReport(delay=self._capped(max(delay, self.poll_interval)))
@@ -201,6 +207,10 @@ class DatabaseCycleRunner:
                 return CycleReport(delay=self._capped((row.next_attempt_at - now).total_seconds()))
 
             active = list(row.executions.running().values_list("instruction", flat=True))
+            concurrency = row.maximum_concurrent_execution_count or task.concurrency
+            if len(active) >= concurrency:  # no user code to run: no savepoint either
+                saturated = CycleOutcome(attempt_number=row.attempt_number, saturated=True)
+                return self._commit(task, row, saturated, now)
             try:
                 # A savepoint around the user's code: on any error (a raising
                 # schedule or calculate_limit, an invalid batch) its claims
@@ -213,7 +223,7 @@ class DatabaseCycleRunner:
                         task,
                         attempt_number=row.attempt_number,
                         active_task_instructions=active,
-                        concurrency=row.maximum_concurrent_execution_count or task.concurrency,
+                        concurrency=concurrency,
                         may_schedule=may_schedule,
                     )
                     errors = outcome.errors
@@ -239,13 +249,14 @@ class DatabaseCycleRunner:
             # after work would otherwise spin until an execution ends).
             delay = max(delay, self.poll_interval)
         now = timezone.now()
-        update_fields = ["attempt_number", "next_attempt_at", "last_attempted_at", "updated_at"]
-        row.attempt_number = attempt_number
-        row.next_attempt_at = now + timedelta(seconds=delay)
-        row.last_attempted_at = now
+        state: dict[str, Any] = {
+            "attempt_number": attempt_number,
+            "next_attempt_at": now + timedelta(seconds=delay),
+            "last_attempted_at": now,
+            "updated_at": now,
+        }
         if row.last_error:
-            row.last_error = ""
-            update_fields.append("last_error")
+            state["last_error"] = ""
         if instructions:
             executions = MaintenanceTaskExecution.objects.using(self.using).bulk_create(
                 [
@@ -260,10 +271,9 @@ class DatabaseCycleRunner:
                     for instruction in instructions
                 ]
             )
-            row.last_dispatched_at = now
-            update_fields.append("last_dispatched_at")
+            state["last_dispatched_at"] = now
             transaction.on_commit(partial(self._dispatch, task, executions), using=self.using)
-        row.save(using=self.using, update_fields=update_fields)
+        self._save_state(task, row, state)
         return CycleReport(
             delay=self._capped(delay),
             instructions=instructions,
@@ -276,24 +286,26 @@ class DatabaseCycleRunner:
         """Record a failed attempt on the locked row; ``schedule_failed`` goes out on commit."""
         attempt_number = row.attempt_number + 1
         delay, delay_error = compute_delay(task, attempt_number)
-        row.attempt_number = attempt_number
-        row.next_attempt_at = now + timedelta(seconds=delay)
-        row.last_attempted_at = now
-        row.last_error = "; ".join(f"{type(error).__name__}: {error}" for error in errors)[:2000]
-        row.save(
-            using=self.using,
-            update_fields=[
-                "attempt_number",
-                "next_attempt_at",
-                "last_attempted_at",
-                "last_error",
-                "updated_at",
-            ],
-        )
+        message = "; ".join(f"{type(error).__name__}: {error}" for error in errors)
+        state = {
+            "attempt_number": attempt_number,
+            "next_attempt_at": now + timedelta(seconds=delay),
+            "last_attempted_at": now,
+            "last_error": message[:2000],
+            "updated_at": timezone.now(),
+        }
+        self._save_state(task, row, state)
         transaction.on_commit(partial(self._send_schedule_failed, task, errors), using=self.using)
         if delay_error is not None:
             errors = (*errors, delay_error)
         return CycleReport(delay=self._capped(delay), errors=errors)
+
+    def _save_state(self, task: Task, row: MaintenanceTask, state: dict[str, Any]) -> None:
+        """Store the attempt state on the locked row (an UPDATE: no save() machinery)."""
+        MaintenanceTask.objects.using(self.using).filter(pk=row.pk).update(**state)
+        for name, value in state.items():
+            setattr(row, name, value)
+        self._attempt_numbers[task.name] = state["attempt_number"]
 
     def _send_schedule_failed(self, task: Task, errors: tuple[BaseException, ...]) -> None:
         for error in errors:
@@ -447,12 +459,15 @@ class Runner:
         self.cycle_runner.task_names_by_id.update(sync_tasks(self.tasks, using=self.using))
         if not connections[self.using].in_atomic_block:
             connections[self.using].close()
-        signals.executions_ended.connect(self._on_executions_ended, weak=False)
         if listening_supported(self.using):
+            # The trigger's NOTIFY reaches this process too: listening to the
+            # in-process signal as well would wake each task twice.
             self.listener = EndedListener(
                 using=self.using, on_task_ids=self._wake_ids, stopping=self._stopping
             )
             self.listener.start()
+        else:
+            signals.executions_ended.connect(self._on_executions_ended, weak=False)
         self.planton.start()
         self._housekeeper = threading.Thread(
             target=self._housekeeping_loop, name="planton-housekeeping", daemon=True
@@ -472,8 +487,7 @@ class Runner:
         return finished
 
     def wake(self, task_name: str) -> None:
-        if task_name in self._names:
-            self.cycle_runner.wake(task_name)
+        if task_name in self._names and self.cycle_runner.wake(task_name):
             self.planton.wake(task_name)
 
     def housekeep(self, *, prune: bool = True) -> None:
