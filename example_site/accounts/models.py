@@ -44,6 +44,16 @@ class UserAccount(models.Model):
 
     class Meta:
         ordering = ["pk"]
+        indexes = [
+            # The claim of send_user_email walks only the accounts still owed
+            # an e-mail, not every account served so far (MariaDB ignores the
+            # condition and keeps a plain index).
+            models.Index(
+                fields=["id"],
+                condition=models.Q(email_sent_at__isnull=True, deleted_at__isnull=True),
+                name="account_awaiting_email_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.email
