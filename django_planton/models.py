@@ -247,17 +247,13 @@ def _send_terminated(executions: Iterable[MaintenanceTaskExecution], reason: str
         # receiver can subscribe to one task; a task not registered in this
         # process falls back to the model.
         sender = registry.get_or_none(task_name) or MaintenanceTaskExecution
-        for receiver, response in signals.execution_terminated.send_robust(
-            sender=sender, task_name=task_name, execution=execution, reason=reason
-        ):
-            if isinstance(response, Exception):
-                logger.error(
-                    "execution_terminated receiver %r failed for execution %s",
-                    receiver,
-                    execution.pk,
-                    exc_info=response,
-                    extra={"task_name": execution.maintenance_task.nid},
-                )
+        signals.send_and_log(
+            signals.execution_terminated,
+            sender=sender,
+            task_name=task_name,
+            execution=execution,
+            reason=reason,
+        )
     signals.executions_ended.send(
         sender=MaintenanceTaskExecution,
         task_ids={execution.maintenance_task_id for execution in executions},

@@ -309,17 +309,9 @@ class DatabaseCycleRunner:
 
     def _send_schedule_failed(self, task: Task, errors: tuple[BaseException, ...]) -> None:
         for error in errors:
-            for receiver, response in signals.schedule_failed.send_robust(
-                sender=task, task_name=task.name, error=error
-            ):
-                if isinstance(response, Exception):
-                    logger.error(
-                        "schedule_failed receiver %r failed for task %s",
-                        receiver,
-                        task.name,
-                        exc_info=response,
-                        extra={"task_name": task.name},
-                    )
+            signals.send_and_log(
+                signals.schedule_failed, sender=task, task_name=task.name, error=error
+            )
 
     def _unstorable(self, task: Task, instructions: Sequence[str]) -> BaseException | None:
         """Instructions the executions table cannot hold are the task's error, not a crash."""
@@ -342,34 +334,23 @@ class DatabaseCycleRunner:
 
     def _dispatch(self, task: Task, executions: list[MaintenanceTaskExecution]) -> None:
         """Send the signals of a committed batch; a failing receiver fails its execution."""
-        for _receiver, response in signals.batch_dispatched.send_robust(
-            sender=task, task_name=task.name, executions=executions
-        ):
-            if isinstance(response, Exception):
-                log_error(task.name, response)
+        signals.send_and_log(
+            signals.batch_dispatched, sender=task, task_name=task.name, executions=executions
+        )
         for execution in executions:
-            for receiver, response in signals.task_dispatched.send_robust(
+            for error in signals.send_and_log(
+                signals.task_dispatched,
                 sender=task,
                 task_name=task.name,
                 instruction=execution.instruction,
                 execution=execution,
             ):
-                if not isinstance(response, Exception):
-                    continue
-                logger.error(
-                    "task_dispatched receiver %r failed for task %s, instruction %s",
-                    receiver,
-                    task.name,
-                    execution.instruction,
-                    exc_info=response,
-                    extra={"task_name": task.name, "instruction": execution.instruction},
-                )
                 try:
-                    execution.fail(response)
-                except DatabaseError as error:
+                    execution.fail(error)
+                except DatabaseError as database_error:
                     # Left running, it ends through its maximum duration;
                     # the rest of the batch still goes to its receivers.
-                    log_error(task.name, error)
+                    log_error(task.name, database_error)
 
     def _database_failed(self, task: Task, error: DatabaseError) -> CycleReport:
         """A lost connection: drop it, and look again later, backing off up to max_wait."""

@@ -37,13 +37,46 @@
     delay; on PostgreSQL a trigger does the same across processes.
 """
 
+import logging
+from typing import Any
+
 from django.dispatch import Signal
+
+logger = logging.getLogger("django_planton")
 
 task_dispatched = Signal()
 batch_dispatched = Signal()
 schedule_failed = Signal()
 execution_terminated = Signal()
 executions_ended = Signal()
+
+
+def send_and_log(signal: Signal, *, sender: Any, task_name: str, **kwargs: Any) -> list[Exception]:
+    """Send ``signal`` to every receiver; log each one that raised and return their errors.
+
+    A receiver's bug must not stop the runner nor keep the other receivers
+    from their signal.
+    """
+    errors = []
+    for receiver, response in signal.send_robust(sender=sender, task_name=task_name, **kwargs):
+        if isinstance(response, Exception):
+            logger.error(
+                "A receiver of %s failed for task %s: %r",
+                _names.get(signal, "a signal"),
+                task_name,
+                receiver,
+                exc_info=response,
+                extra={"task_name": task_name, **_log_fields(kwargs)},
+            )
+            errors.append(response)
+    return errors
+
+
+def _log_fields(kwargs: dict[str, Any]) -> dict[str, Any]:
+    if "execution" in kwargs:
+        return {"instruction": kwargs["execution"].instruction}
+    return {}
+
 
 __all__ = [
     "batch_dispatched",
@@ -52,3 +85,10 @@ __all__ = [
     "schedule_failed",
     "task_dispatched",
 ]
+
+_names = {
+    task_dispatched: "task_dispatched",
+    batch_dispatched: "batch_dispatched",
+    schedule_failed: "schedule_failed",
+    execution_terminated: "execution_terminated",
+}
