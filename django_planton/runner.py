@@ -210,7 +210,7 @@ class DatabaseCycleRunner:
             concurrency = row.maximum_concurrent_execution_count or task.concurrency
             if len(active) >= concurrency:  # no user code to run: no savepoint either
                 saturated = CycleOutcome(attempt_number=row.attempt_number, saturated=True)
-                return self._commit(task, row, saturated, now)
+                return self._commit(task, row, saturated)
             try:
                 # A savepoint around the user's code: on any error (a raising
                 # schedule or calculate_limit, an invalid batch) its claims
@@ -235,11 +235,9 @@ class DatabaseCycleRunner:
                         raise _CycleFailed(errors)
             except _CycleFailed as failure:
                 return self._record_failure(task, row, failure.errors, now)
-            return self._commit(task, row, outcome, now)
+            return self._commit(task, row, outcome)
 
-    def _commit(
-        self, task: Task, row: MaintenanceTask, outcome: CycleOutcome, started: datetime
-    ) -> CycleReport:
+    def _commit(self, task: Task, row: MaintenanceTask, outcome: CycleOutcome) -> CycleReport:
         """Write the executions and the new attempt state; signals go out on commit."""
         instructions, attempt_number = outcome.instructions, outcome.attempt_number
         delay, delay_error = compute_delay(task, attempt_number)
