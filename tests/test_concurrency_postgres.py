@@ -157,7 +157,10 @@ def test_two_run_planton_processes_share_one_concurrency_and_one_cadence(
         assert "Traceback" not in process.stderr, process.stderr
 
     executions = assert_every_job_done_once("testapp_claim_jobs", samples, most_at_once)
-    assert {execution.hostname for execution in executions} == {"process-a", "process-b"}
+    # Which process wins the row lock for a cycle is not promised (in a burst
+    # this short, one often takes every cycle); one concurrency and one
+    # cadence across both are.
+    assert {execution.hostname for execution in executions} <= {"process-a", "process-b"}
     # One shared clock: about window / 0.2 attempts of the idle task in all,
     # where two processes with clocks of their own would make twice as many.
     one_clock = window / 0.2
