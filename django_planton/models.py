@@ -260,6 +260,36 @@ def _send_terminated(executions: Iterable[MaintenanceTaskExecution], reason: str
     )
 
 
+def update_row(
+    model: type[models.Model],
+    pk: Any,
+    values: dict[str, Any],
+    *,
+    using: str,
+    unless_set: str | None = None,
+) -> int:
+    """``UPDATE`` one row by primary key without building a queryset; returns the row count.
+
+    For the runner's and the receivers' hot paths, where compiling a
+    queryset's UPDATE costs several times what the database spends running
+    it. The SQL comes from the model's metadata and every value is a
+    parameter, prepared by its field as ``QuerySet.update()`` would.
+    ``unless_set`` names a field that must still be NULL.
+    """
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    fields = [meta.get_field(name) for name in values]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+    if unless_set is not None:
+        sql += f" AND {quote(meta.get_field(unless_set).column)} IS NULL"
+    params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, pk])
+        return cursor.rowcount
+
+
 def announce_ended(task_ids: set[int], *, using: str) -> None:
     """Send ``executions_ended`` once the current transaction commits."""
     transaction.on_commit(
@@ -366,12 +396,8 @@ class MaintenanceTaskExecution(models.Model):
         return seen
 
     def _end(self, *, error: dict[str, Any] | None) -> bool:
-        # The hot path of every receiver: one statement, no read-back, and no
-        # queryset to build (compiling an UPDATE costs several times what the
-        # database spends on it). The SQL comes from the model's own metadata,
-        # every value is a parameter.
+        # The hot path of every receiver: one statement, no read-back.
         using = self._state.db or DEFAULT_DB_ALIAS
-        connection = connections[using]
         now = timezone.now()
         values = {
             "state": ExecutionState.COMPLETED.value,
@@ -379,20 +405,7 @@ class MaintenanceTaskExecution(models.Model):
             "last_seen_at": now,
             "error": error,
         }
-        fields = {name: self._meta.get_field(name) for name in values}
-        quote = connection.ops.quote_name
-        assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields.values())
-        sql = (
-            f"UPDATE {quote(self._meta.db_table)} SET {assignments} "
-            f"WHERE {quote(self._meta.pk.column)} = %s "
-            f"AND {quote(fields['ended_at'].column)} IS NULL"
-        )
-        params = [
-            field.get_db_prep_save(values[name], connection) for name, field in fields.items()
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, self.pk])
-            ended = cursor.rowcount == 1
+        ended = update_row(type(self), self.pk, values, using=using, unless_set="ended_at") == 1
         if ended:
             for name, value in values.items():
                 setattr(self, name, value)

@@ -50,7 +50,7 @@ from .core import (
     run_cycle,
 )
 from .errors import UnexpectedTaskInstructionsError
-from .models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
+from .models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution, update_row
 from .notify import EndedListener, listening_supported
 from .registry import registry
 
@@ -100,6 +100,53 @@ def _ensure_usable(alias: str) -> None:
             connection.close()
 
 
+class _Statements:
+    """The runner's own reads, compiled once and then run with new parameters.
+
+    An idle cycle is little more than these; building and compiling them as
+    querysets every time cost several times what the database spends on
+    them. The SQL is the ORM's own, and values are always parameters.
+    """
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+        self._lock_task: str | None = None
+        self._active: str | None = None
+
+    def lock_task(self, name: str) -> MaintenanceTask | None:
+        """The task's row, locked, or None when another transaction holds it (or it is gone)."""
+        if self._lock_task is None:
+            queryset = (
+                MaintenanceTask.objects.using(self.using)
+                .select_for_update(skip_locked=True)
+                .filter(nid=name)
+                .order_by()[:1]
+            )
+            self._lock_task = self._compile(queryset, [name])
+        rows = list(MaintenanceTask.objects.raw(self._lock_task, [name], using=self.using))
+        return rows[0] if rows else None
+
+    def active_instructions(self, task_id: int) -> list[str]:
+        if self._active is None:
+            queryset = (
+                MaintenanceTaskExecution.objects.using(self.using)
+                .running()
+                .filter(maintenance_task_id=task_id)
+                .order_by()
+                .values_list("instruction", flat=True)
+            )
+            self._active = self._compile(queryset, [task_id])
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(self._active, [task_id])
+            return [instruction for (instruction,) in cursor.fetchall()]
+
+    def _compile(self, queryset: Any, expected_params: list[Any]) -> str:
+        sql, params = queryset.query.get_compiler(using=self.using).as_sql()
+        if list(params) != expected_params:  # the SQL must take exactly our parameters
+            raise RuntimeError(f"Unexpected parameters {params!r} in {sql!r}")
+        return sql
+
+
 class _CycleFailed(Exception):
     """Unwinds the savepoint around a cycle's user code."""
 
@@ -140,6 +187,7 @@ class DatabaseCycleRunner:
         self._woken: set[str] = set()
         self._database_failures: dict[str, int] = {}
         self._connections: set[Any] = set()
+        self._statements = _Statements(using)
 
     # -- the CycleRunner protocol -------------------------------------------
 
@@ -187,7 +235,7 @@ class DatabaseCycleRunner:
                 # write lock before anything is read, so two runners on one
                 # file run this task's cycle one after the other.
                 tasks.filter(nid=task.name).update(updated_at=now)
-            row = tasks.select_for_update(skip_locked=True).filter(nid=task.name).first()
+            row = self._statements.lock_task(task.name)
             if row is None:
                 if not tasks.filter(nid=task.name).exists():
                     sync_tasks([task], using=self.using)  # deleted in the admin: bring it back
@@ -206,7 +254,7 @@ class DatabaseCycleRunner:
             if not due:
                 return CycleReport(delay=self._capped((row.next_attempt_at - now).total_seconds()))
 
-            active = list(row.executions.running().values_list("instruction", flat=True))
+            active = self._statements.active_instructions(row.pk)
             concurrency = row.maximum_concurrent_execution_count or task.concurrency
             if len(active) >= concurrency:  # no user code to run: no savepoint either
                 saturated = CycleOutcome(attempt_number=row.attempt_number, saturated=True)
@@ -299,8 +347,8 @@ class DatabaseCycleRunner:
         return CycleReport(delay=self._capped(delay), errors=errors)
 
     def _save_state(self, task: Task, row: MaintenanceTask, state: dict[str, Any]) -> None:
-        """Store the attempt state on the locked row (an UPDATE: no save() machinery)."""
-        MaintenanceTask.objects.using(self.using).filter(pk=row.pk).update(**state)
+        """Store the attempt state on the locked row (one UPDATE, no queryset to build)."""
+        update_row(MaintenanceTask, row.pk, state, using=self.using)
         for name, value in state.items():
             setattr(row, name, value)
         self._attempt_numbers[task.name] = state["attempt_number"]
