@@ -49,7 +49,7 @@ from .core import (
     log_error,
     run_cycle,
 )
-from .errors import UnexpectedTaskInstructionsError
+from .errors import PlantonError, UnexpectedTaskInstructionsError
 from .models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution, update_row
 from .notify import EndedListener, listening_supported
 from .registry import registry
@@ -279,11 +279,31 @@ class DatabaseCycleRunner:
                         problem = self._unstorable(task, outcome.instructions)
                         if problem is not None:
                             errors = (problem,)
+                    if not errors and self._transaction_aborted():
+                        errors = (
+                            PlantonError(
+                                f"The schedule of task {task.name!r} caught a database error "
+                                "and returned; the error aborted its transaction, so its "
+                                "claims are rolled back."
+                            ),
+                        )
                     if errors:
                         raise _CycleFailed(errors)
             except _CycleFailed as failure:
                 return self._record_failure(task, row, failure.errors, now)
             return self._commit(task, row, outcome)
+
+    def _transaction_aborted(self) -> bool:
+        """PostgreSQL refuses every statement after an error until a rollback.
+
+        A schedule that swallowed such an error must count as failed (and
+        its savepoint be rolled back), not look like a lost connection.
+        """
+        connection = connections[self.using]
+        if connection.vendor != "postgresql" or connection.connection is None:
+            return False
+        status = getattr(getattr(connection.connection, "info", None), "transaction_status", None)
+        return status is not None and status.name == "INERROR"
 
     def _commit(self, task: Task, row: MaintenanceTask, outcome: CycleOutcome) -> CycleReport:
         """Write the executions and the new attempt state; signals go out on commit."""

@@ -70,3 +70,35 @@ def test_no_other_runner_retries_a_failing_task_while_its_failure_is_recorded(
     later = other.run(task)
     assert calls == [0]
     assert later.delay >= 29  # capped by PLANTON_MAX_WAIT (30 s)
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="only PostgreSQL aborts a transaction on an error"
+)
+def test_a_schedule_that_swallows_a_database_error_fails_its_cycle(
+    make_task, make_runner, record_signal
+):
+    from django.contrib.auth.models import Group
+    from django.db import DatabaseError
+
+    def careless(context: Any) -> list[str]:
+        Group.objects.create(name="claimed-before-the-error")
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT * FROM no_such_table")
+        except DatabaseError:
+            pass  # the transaction is aborted all the same
+        return ["1"]
+
+    task = make_task("careless", careless, delay=lambda attempt_number: 60.0 * attempt_number)
+    failed = record_signal(signals.schedule_failed, sender=task)
+
+    [report] = make_runner([task]).run_once()
+
+    assert report.instructions == ()
+    assert len(failed) == 1
+    row = MaintenanceTask.objects.get(nid="careless")
+    assert row.attempt_number == 1
+    assert "caught a database error" in row.last_error
+    assert not row.executions.exists()
+    assert not Group.objects.filter(name="claimed-before-the-error").exists()
