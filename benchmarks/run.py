@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .harness import RESULT_PREFIX
 
@@ -83,15 +83,50 @@ QUICK = Plan(
 CONCURRENCY = 50
 HOLD = 0.010
 
-# Drain variants: (key, label, workload, receiver)
+
+class DrainVariant(NamedTuple):
+    key: str
+    label: str
+    workload: str
+    params: dict[str, str]
+    #: The key of the baseline that does the same database work; None for a baseline.
+    baseline: str | None = None
+
+
+# Each django-planton variant is compared with the baseline that does the same
+# database work per instruction.
 DRAIN_VARIANTS = [
-    ("single", "per-instruction receiver", "drain", "single"),
-    ("batch", "batch receiver", "drain", "batch"),
-    ("complete-only", "complete-only receiver", "drain", "complete-only"),
-    ("baseline", "psycopg loop (baseline)", "baseline", None),
+    DrainVariant(
+        "single",
+        "per-instruction receiver",
+        "drain",
+        {"receiver": "single"},
+        "baseline-per-instruction",
+    ),
+    DrainVariant("batch", "batch receiver", "drain", {"receiver": "batch"}, "baseline"),
+    DrainVariant(
+        "complete-only",
+        "complete-only receiver",
+        "drain",
+        {"receiver": "complete-only"},
+        "baseline",
+    ),
+    DrainVariant("baseline", "psycopg loop (baseline)", "baseline", {"mark": "claim"}),
+    DrainVariant(
+        "baseline-per-instruction",
+        "psycopg loop, per-instruction (baseline)",
+        "baseline",
+        {"mark": "receiver"},
+    ),
 ]
 # With --prepared: the per-instruction receiver with psycopg's prepared statements.
-PREPARED_VARIANT = ("prepared", "per-instruction, prepared statements", "drain", "single")
+PREPARED_VARIANT = DrainVariant(
+    "prepared",
+    "per-instruction, prepared statements",
+    "drain",
+    {"receiver": "single"},
+    "baseline-per-instruction",
+)
 
 
 @dataclass
@@ -153,7 +188,7 @@ class Session:
         if returncode != 0 and result:
             problems.append(f"exit {returncode}, see {log}")
         status = "ok" if not problems else "FAILED: " + "; ".join(problems)
-        progress(f"  {database.name:<10} {label:<42} {elapsed:5.1f} s  {status}")
+        progress(f"  {database.name:<10} {label:<50} {elapsed:5.1f} s  {status}")
         if problems:
             self.failures.append(f"{database.name} {label}: {'; '.join(problems)}")
             tail = log.read_text().strip().splitlines()[-15:]
@@ -303,18 +338,23 @@ def run_drains(
     *,
     accounts: int,
     runs: int,
-    variants: list[tuple[str, str, str, str | None]],
+    variants: list[DrainVariant],
 ) -> dict[str, list[dict]]:
-    results: dict[str, list[dict]] = {key: [] for key, *_ in variants}
+    results: dict[str, list[dict]] = {variant.key: [] for variant in variants}
     for run in range(1, runs + 1):
-        for key, label, workload, receiver in variants:
-            params = {"accounts": accounts, "concurrency": CONCURRENCY, "timeout": plan.timeout}
-            if receiver:
-                params["receiver"] = receiver
-            env = {"PLANTON_BENCH_PREPARED": "1"} if key == "prepared" else None
-            result = session.run(database, workload, params, label=f"drain {label} #{run}", env=env)
+        for variant in variants:
+            params = {
+                "accounts": accounts,
+                "concurrency": CONCURRENCY,
+                "timeout": plan.timeout,
+                **variant.params,
+            }
+            env = {"PLANTON_BENCH_PREPARED": "1"} if variant.key == "prepared" else None
+            result = session.run(
+                database, variant.workload, params, label=f"drain {variant.label} #{run}", env=env
+            )
             if result and not result.get("problems"):
-                results[key].append({**result, "round": run})
+                results[variant.key].append({**result, "round": run})
     return results
 
 
@@ -322,13 +362,17 @@ def rate(result: dict) -> float:
     return result["instructions"] / result["wall"]
 
 
-def ratio_to_baseline(results: dict[str, list[dict]], key: str) -> tuple[float, float] | None:
-    """Median instr/s over the baseline's, and the median of the ratios within each round.
+def ratio_to_baseline(
+    results: dict[str, list[dict]], key: str, baseline: str | None
+) -> tuple[float, float] | None:
+    """Median instr/s over that of ``baseline``, and the median of the ratios within each round.
 
     The variants of one round ran one after the other, so their ratio is
     less disturbed by a neighbour's load than the ratio of two medians.
     """
-    base = results.get("baseline") or []
+    if baseline is None:
+        return None
+    base = results.get(baseline) or []
     runs = results.get(key) or []
     if not base or not runs:
         return None
@@ -338,12 +382,16 @@ def ratio_to_baseline(results: dict[str, list[dict]], key: str) -> tuple[float, 
     return overall, median(paired) if paired else overall
 
 
-def drain_rows(database: str, variants: list, results: dict[str, list[dict]]) -> list[list[Any]]:
+def drain_rows(
+    database: str, variants: list[DrainVariant], results: dict[str, list[dict]]
+) -> list[list[Any]]:
     rows = []
-    for key, label, _, _ in variants:
+    for key, label, _, _, baseline in variants:
+        # No baseline runs on SQLite: nothing to compare with there.
+        against = baseline if baseline in results else None
         runs = results[key]
         if not runs:
-            rows.append([database, label, 0] + [None] * 8)
+            rows.append([database, label, 0, None, None, against] + [None] * 6)
             continue
         rates = [rate(r) for r in runs]
         cycles = median([r["queries"].get("CYCLE", 0) for r in runs])
@@ -354,7 +402,8 @@ def drain_rows(database: str, variants: list, results: dict[str, list[dict]]) ->
                 len(runs),
                 median(rates),
                 f"{min(rates):,.0f}-{max(rates):,.0f}",
-                _ratio_cell(ratio_to_baseline(results, key)) if key != "baseline" else "-",
+                against,
+                _ratio_cell(ratio_to_baseline(results, key, against)),
                 median([r["query_total"] / r["instructions"] for r in runs]),
                 median([r["instructions"] / cycles for r in runs]) if cycles else None,
                 median([r["cpu"] for r in runs]),
@@ -437,7 +486,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("1. Drain")
         variants = list(DRAIN_VARIANTS)
         if args.prepared:
-            variants.insert(-1, PREPARED_VARIANT)
+            # After the django-planton variants, before the baselines.
+            first_baseline = next(i for i, v in enumerate(variants) if v.workload == "baseline")
+            variants.insert(first_baseline, PREPARED_VARIANT)
         pg_results = run_drains(
             session,
             postgres,
@@ -448,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         rows = drain_rows("postgresql", variants, pg_results)
         sqlite_results: dict[str, list[dict]] = {}
-        sqlite_variants = [v for v in DRAIN_VARIANTS if v[0] != "baseline"]
+        sqlite_variants = [v for v in DRAIN_VARIANTS if v.workload != "baseline"]
         if not args.no_sqlite:
             sqlite_results = run_drains(
                 session,
@@ -463,10 +514,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"1+2. Drain: {plan.drain_accounts:,} pending accounts (SQLite: "
             f"{plan.sqlite_drain_accounts:,}), concurrency {CONCURRENCY}, delay 0 s after a "
             f"cycle with work, 5 ms after an empty one. PostgreSQL variants alternate, "
-            f"{plan.drain_runs} runs each; figures are medians. 'vs baseline': median of the "
-            "ratios within each round (in brackets: ratio of the medians)."
+            f"{plan.drain_runs} runs each; figures are medians. 'vs baseline': instr/s over "
+            "that of the baseline named in 'baseline' (the one doing the same database work "
+            "per instruction), median of the ratios within each round (in brackets: ratio of "
+            "the medians)."
         )
-        headers = ["database", "variant", "runs", "instr/s", "range", "vs baseline"]
+        headers = ["database", "variant", "runs", "instr/s", "range", "baseline", "vs baseline"]
         headers += ["queries/instr", "instr/cycle", "CPU s", "CPU us/instr", "peak MiB"]
         emit(table(headers, rows))
         emit("CPU seconds by thread (median):")
@@ -474,9 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("postgresql", pg_results, variants),
             ("sqlite", sqlite_results, sqlite_variants),
         ]:
-            for key, label, _, _ in group_variants:
-                if group.get(key) and key != "baseline":
-                    emit(f"  {database:<10} {label:<38} {_threads(group[key])}")
+            for variant in group_variants:
+                if group.get(variant.key) and variant.workload != "baseline":
+                    emit(f"  {database:<10} {variant.label:<38} {_threads(group[variant.key])}")
         emit()
 
         # 3. slot refill --------------------------------------------------------
@@ -657,16 +710,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # targets ---------------------------------------------------------------
         targets = []
-        for key, label, _, _ in variants:
-            ratios = ratio_to_baseline(pg_results, key) if key != "baseline" else None
-            if ratios is None:
+        for variant in variants:
+            if variant.baseline is None:
                 continue
-            targets.append(
-                (
-                    f"drain, {label}: >= 0.8x baseline ({ratios[1]:.2f}x)",
-                    ratios[1] >= 0.8,
-                )
-            )
+            ratios = ratio_to_baseline(pg_results, variant.key, variant.baseline)
+            ok = None if ratios is None else ratios[1] >= 0.8
+            figure = "no result" if ratios is None else f"{ratios[1]:.2f}x"
+            targets.append((f"drain, {variant.label}: >= 0.8x {variant.baseline} ({figure})", ok))
         targets += refill_targets + idle_targets
         emit("Targets (PostgreSQL; reported, not asserted):")
         for name, ok in targets:

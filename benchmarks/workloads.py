@@ -222,21 +222,28 @@ ACTIVE_SQL = (
     "SELECT instruction FROM maintenance_task_execution "
     "WHERE maintenance_task_id = %s AND ended_at IS NULL"
 )
-CLAIM_SQL = """
-WITH claimed AS (
-    UPDATE accounts_useraccount SET email_sent_at = now()
-     WHERE id IN (
+# send_user_email's filter: owed an e-mail, not deleted, not an active instruction
+# (less its exclusion of accounts whose e-mail failed lately: none fails here).
+_OWED = """
         SELECT id FROM accounts_useraccount
          WHERE email_sent_at IS NULL AND deleted_at IS NULL AND id <> ALL(%(active)s)
          ORDER BY id LIMIT %(limit)s
-           FOR UPDATE SKIP LOCKED)
-    RETURNING id
-)
+           FOR UPDATE SKIP LOCKED"""
+_INSERT_EXECUTIONS = """
 INSERT INTO maintenance_task_execution
        (maintenance_task_id, instruction, started_at, hostname, state, created_at)
 SELECT %(task_id)s, claimed.id::text, now(), 'benchmark', 'RUNNING', now() FROM claimed
-RETURNING id
+RETURNING id, instruction
 """
+# Claim and mark the accounts, and insert their executions, in one statement.
+CLAIM_AND_MARK_SQL = (
+    "WITH claimed AS (\n    UPDATE accounts_useraccount SET email_sent_at = now()\n"
+    f"     WHERE id IN ({_OWED})\n    RETURNING id\n)" + _INSERT_EXECUTIONS
+)
+# Claim the accounts without marking them (an account claimed is excluded from
+# the next claim while its execution is active), and insert their executions.
+CLAIM_SQL = f"WITH claimed AS ({_OWED}\n)" + _INSERT_EXECUTIONS
+MARK_SQL = "UPDATE accounts_useraccount SET email_sent_at = now() WHERE id = %s"
 COMPLETE_SQL = (
     "UPDATE maintenance_task_execution SET state = 'COMPLETED', ended_at = now(), "
     "last_seen_at = now() WHERE id = %s AND ended_at IS NULL"
@@ -247,9 +254,14 @@ def baseline(params: dict[str, Any]) -> dict[str, Any]:
     """The tightest loop by hand: one psycopg connection, autocommit, psycopg's defaults.
 
     Per cycle: read the active instructions; claim up to ``limit`` accounts
-    and insert their executions in one statement; complete each execution
-    with one UPDATE. Same tables (and so the same trigger and indexes) as
-    django-planton.
+    and insert their executions in one statement; then, per execution:
+
+    - ``mark="claim"`` (default): the claiming statement also marked the
+      accounts, so one UPDATE completes the execution;
+    - ``mark="receiver"``: what the per-instruction receiver does, in one
+      transaction per execution: mark its account, complete it.
+
+    Same tables (and so the same trigger and indexes) as django-planton.
     """
     import psycopg
     from django.db import connection
@@ -259,13 +271,17 @@ def baseline(params: dict[str, Any]) -> dict[str, Any]:
 
     accounts = params["accounts"]
     concurrency = params["concurrency"]
+    mark = params.get("mark", "claim")
+    if mark not in ("claim", "receiver"):
+        raise ValueError(f"mark must be 'claim' or 'receiver', not {mark!r}")
+    claim_sql = CLAIM_AND_MARK_SQL if mark == "claim" else CLAIM_SQL
     reset_tables(accounts)
     task = Task(name="bench_baseline", schedule=lambda context: [], concurrency=concurrency)
     (task_id,) = sync_tasks([task]).keys()
     conninfo = connection.get_connection_params()
     close_connection()
 
-    statements = 0
+    statements = 0  # BEGIN and COMMIT not counted, as for Django on PostgreSQL
     meter = Meter()
     with psycopg.connect(
         **{k: v for k, v in conninfo.items() if k in CONNINFO_KEYS},
@@ -276,20 +292,24 @@ def baseline(params: dict[str, Any]) -> dict[str, Any]:
             active = [row[0] for row in conn.execute(ACTIVE_SQL, [task_id])]
             statements += 1
             limit = concurrency - len(active)
-            ids: list[int] = []
+            claimed: list[tuple[int, str]] = []
             if limit > 0:
-                ids = [
-                    row[0]
-                    for row in conn.execute(
-                        CLAIM_SQL,
-                        {"active": [int(a) for a in active], "limit": limit, "task_id": task_id},
-                    )
-                ]
+                claimed = conn.execute(
+                    claim_sql,
+                    {"active": [int(a) for a in active], "limit": limit, "task_id": task_id},
+                ).fetchall()
                 statements += 1
-            for execution_id in ids:
-                conn.execute(COMPLETE_SQL, [execution_id])
-                statements += 1
-            if not ids and not active:
+            if mark == "claim":
+                for execution_id, _ in claimed:
+                    conn.execute(COMPLETE_SQL, [execution_id])
+                    statements += 1
+            else:
+                for execution_id, instruction in claimed:
+                    with conn.transaction():
+                        conn.execute(MARK_SQL, [int(instruction)])
+                        conn.execute(COMPLETE_SQL, [execution_id])
+                    statements += 2
+            if not claimed and not active:
                 break
         meter.stop()
     peak = peak_rss_mb()
