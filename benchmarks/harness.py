@@ -299,9 +299,9 @@ class ThreadProfiles:
         original = Planton._attempt
         profiles = self
 
-        def _attempt(planton: Any, task: Any) -> None:
+        def _attempt(planton: Any, *args: Any, **kwargs: Any) -> None:
             with profiles.profiling():
-                original(planton, task)
+                original(planton, *args, **kwargs)
 
         Planton._attempt = _attempt  # type: ignore[method-assign]
 

@@ -624,13 +624,18 @@ def idle(params: dict[str, Any]) -> dict[str, Any]:
     if profiles:
         profiles.dump()
     queries = total(meter.queries)
+    problems = []
+    if attempts < 0.8 * len(tasks) * meter.wall:  # delays of 1 s: about one attempt each second
+        problems.append(f"{attempts} attempts of {len(tasks)} tasks in {meter.wall:.1f} s")
     return {
         "tasks": len(tasks),
         "workers": workers,
         "setting_workers": settings.PLANTON_MAX_WORKERS,
         "seconds": meter.wall,
         "cpu": meter.cpu,
-        "cpu_share": meter.cpu / meter.wall,
+        # The connection sampler is the benchmark's, not the runner's.
+        "cpu_share": (meter.cpu - meter.threads.get("bench-connections", 0.0)) / meter.wall,
+        "threads": meter.threads,
         "attempts": attempts,
         "attempts_per_s": attempts / meter.wall,
         "queries": dict(meter.queries),
@@ -639,7 +644,7 @@ def idle(params: dict[str, Any]) -> dict[str, Any]:
         "connections_max": max(samples) if samples else None,
         "connections_median": statistics.median(samples) if samples else None,
         "peak_rss_mb": peak_rss_mb(),
-        "problems": [],
+        "problems": problems,
     }
 
 

@@ -29,13 +29,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages: list[CheckMessage] = []
     for name in (
         "PLANTON_MAX_WORKERS",
+        "PLANTON_BATCH_SIZE",
         "PLANTON_POLL_INTERVAL",
         "PLANTON_MAX_WAIT",
         "PLANTON_HOUSEKEEPING_INTERVAL",
         "PLANTON_MAX_INSTRUCTION_LENGTH",
     ):
         messages += _positive_number(name)
-    for name in ("PLANTON_MAX_WORKERS", "PLANTON_MAX_INSTRUCTION_LENGTH"):
+    for name in ("PLANTON_MAX_WORKERS", "PLANTON_BATCH_SIZE", "PLANTON_MAX_INSTRUCTION_LENGTH"):
         if not isinstance(get_setting(name), int):
             messages.append(
                 Error(

@@ -12,6 +12,8 @@ from typing import Any
 
 from django.conf import settings
 
+from .core import BATCH_SIZE
+
 DEFAULTS: dict[str, Any] = {
     # How long completed executions are kept before the runner prunes them.
     # None keeps them forever.
@@ -21,6 +23,9 @@ DEFAULTS: dict[str, Any] = {
     # Threads that run cycles in one run_planton process; each holds one
     # database connection while it works.
     "PLANTON_MAX_WORKERS": 4,
+    # The most quiet tasks (their last attempt dispatched nothing) that fall
+    # due together and share one transaction; 1 attempts every task alone.
+    "PLANTON_BATCH_SIZE": BATCH_SIZE,
     # Seconds before looking again at a task whose row another process holds.
     "PLANTON_POLL_INTERVAL": 1.0,
     # Longest wait before a runner re-reads a task's row, so that an

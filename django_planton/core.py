@@ -29,8 +29,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import (
     DuplicateTaskNameError,
@@ -42,6 +42,7 @@ from .errors import (
 
 __all__ = [
     "DEFAULT_DELAY",
+    "BatchCycleRunner",
     "CycleReport",
     "CycleRunner",
     "ErrorEvent",
@@ -62,6 +63,15 @@ logger = logging.getLogger("django_planton")
 #: Seconds between attempts when a task has no ``calculate_delay``, or when
 #: its ``calculate_delay`` fails.
 DEFAULT_DELAY = 1.0
+
+# Tasks that found nothing last time may be attempted this much later than
+# due (at most a tenth of their delay), so that the loop can attempt those due
+# close together in one batch; never earlier than due.
+BATCH_SLACK = 0.02
+
+# The most tasks in one batch: a batch runs its schedules one after another in
+# one worker thread, so a batch must stay short next to the delays it serves.
+BATCH_SIZE = 200
 
 # The longest single wait of the timer thread: ``Condition.wait`` refuses
 # timeouts above ``threading.TIMEOUT_MAX``, and a long delay is simply waited
@@ -159,10 +169,6 @@ def validate_task(task: Task) -> None:
             )
 
 
-def _default_limit(concurrency: int, active: Sequence[str]) -> int:
-    return concurrency - len(active)
-
-
 def compute_delay(task: Task, attempt_number: int) -> tuple[float, BaseException | None]:
     """Seconds before the next attempt, and the error met computing them, if any.
 
@@ -195,8 +201,10 @@ def compute_delay(task: Task, attempt_number: int) -> tuple[float, BaseException
 
 def compute_limit(task: Task, concurrency: int, active: Sequence[str]) -> int:
     """The most instructions this cycle may return; raises on a limit the loop cannot use."""
-    calculate = task.calculate_limit or _default_limit
-    limit = calculate(concurrency, active)
+    if task.calculate_limit is None:  # by default, the free slots
+        limit = concurrency - len(active)
+    else:
+        limit = task.calculate_limit(concurrency, active)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise UnexpectedStateError(
             f"Limit of task {task.name!r} must be an integer of at least 0; got {limit!r}."
@@ -228,6 +236,8 @@ def validate_instructions(
 
     if not isinstance(result, list | tuple):
         raise reject(f"expected a list or tuple, got {type(result).__name__}.")
+    if not result:  # most attempts of a quiet task
+        return ()
     if len(result) > limit:
         raise reject(f"{len(result)} instructions exceed the limit of {limit}.")
     active_set = set(active)
@@ -247,6 +257,8 @@ def validate_instructions(
 
 
 def _normalise_active(task_name: str, active: Any) -> tuple[str, ...]:
+    if type(active) is list and not active:  # most attempts of a quiet task
+        return ()
     if isinstance(active, str | bytes) or not isinstance(active, Iterable):
         raise UnexpectedStateError(
             f"Active instructions of task {task_name!r} must be a sequence; got {active!r}."
@@ -352,6 +364,21 @@ class CycleRunner(Protocol):
     def run(self, task: Task, may_schedule: Callable[[], bool]) -> CycleReport: ...
 
 
+@runtime_checkable
+class BatchCycleRunner(CycleRunner, Protocol):
+    """A :class:`CycleRunner` that can also attempt several tasks at once.
+
+    The loop hands it the tasks that found nothing last time and are due
+    together, so that a runner keeping state in a database pays one
+    transaction for all of them instead of one each: waiting tasks then cost
+    next to nothing. ``run_batch`` returns one report per task, in order.
+    """
+
+    def run_batch(
+        self, tasks: Sequence[Task], may_schedule: Callable[[], bool]
+    ) -> list[CycleReport]: ...
+
+
 class MemoryCycleRunner:
     """Keeps each task's attempt number in this process's memory.
 
@@ -395,11 +422,13 @@ def _errors(*errors: BaseException | None) -> tuple[BaseException, ...]:
     return tuple(error for error in errors if error is not None)
 
 
-@dataclass(order=True, slots=True)
+@dataclass(slots=True, eq=False)
 class _Due:
+    #: When the timer hands the task to a worker.
     at: float
-    sequence: int
-    task_name: str = field(compare=False)
+    task_name: str
+    #: When the task is due; earlier than ``at`` by the batching slack.
+    due_at: float
 
 
 class Planton:
@@ -411,6 +440,12 @@ class Planton:
     attempt state (the Django layer passes its database runner; then
     ``get_active_task_instructions`` is not needed). ``max_workers`` bounds
     the threads that run cycles; by default one per task, up to 32.
+
+    With a :class:`BatchCycleRunner`, tasks whose last attempt dispatched
+    nothing and that fall due within :data:`BATCH_SLACK` of each other are
+    attempted together, up to ``batch_size`` (:data:`BATCH_SIZE`) per batch,
+    never before they are due. A task that dispatched work has its own
+    attempts, so a busy task never waits behind a batch.
     """
 
     def __init__(
@@ -422,6 +457,7 @@ class Planton:
         *,
         cycle_runner: CycleRunner | None = None,
         max_workers: int | None = None,
+        batch_size: int | None = None,
     ) -> None:
         self._tasks: dict[str, Task] = {}
         for task in tasks:
@@ -439,14 +475,21 @@ class Planton:
             cycle_runner = MemoryCycleRunner(get_active_task_instructions)
         if max_workers is not None and max_workers < 1:
             raise PlantonError("max_workers must be at least 1.")
+        if batch_size is not None and batch_size < 1:
+            raise PlantonError("batch_size must be at least 1.")
         self._runner = cycle_runner
         self._on_task = on_task
         self._on_error = on_error
         self._max_workers = max_workers or max(1, min(32, len(self._tasks)))
+        self._batch_size = batch_size or BATCH_SIZE
+        self._batching = isinstance(cycle_runner, BatchCycleRunner) and self._batch_size > 1
+        #: Tasks whose last attempt dispatched nothing: they may share a batch.
+        self._quiet: set[str] = set(self._tasks)
 
         self._condition = threading.Condition()
         self._state = "new"  # new -> running -> stopped
-        self._heap: list[_Due] = []
+        # (at, sequence, due): tuples compare in C, and the sequence breaks ties.
+        self._heap: list[tuple[float, int, _Due]] = []
         self._sequence = itertools.count()
         self._pending: dict[str, _Due] = {}  # tasks waiting in the heap
         self._in_flight: set[str] = set()  # tasks whose cycle runs now
@@ -475,7 +518,7 @@ class Planton:
         for task in self._tasks.values():
             report = self._guarded_first(task)
             self._report(task, report)
-            self._schedule_next(task.name, report.delay)
+            self._schedule_next([(task.name, report.delay)])
         self._timer = threading.Thread(target=self._timer_loop, name="planton-timer", daemon=True)
         self._timer.start()
 
@@ -514,31 +557,42 @@ class Planton:
         with self._condition:
             if self._state != "running" or task_name not in self._tasks:
                 return
+            # A freed slot likely means work: attempted alone, not in a batch.
+            self._quiet.discard(task_name)
             if task_name in self._in_flight:
                 self._wake_after_cycle.add(task_name)
                 return
-            self._push(task_name, time.monotonic())
+            now = time.monotonic()
+            self._push(task_name, now, now)
 
     # -- internals ---------------------------------------------------------
 
-    def _push(self, task_name: str, at: float) -> None:
-        """Put a task in the heap at ``at``; caller holds the condition."""
+    def _push(self, task_name: str, at: float, due_at: float, *, notify: bool = True) -> None:
+        """Put a task in the heap, handed out at ``at``; caller holds the condition."""
         current = self._pending.get(task_name)
         if current is not None and current.at <= at:
             return
-        due = _Due(at, next(self._sequence), task_name)
+        due = _Due(at, task_name, due_at)
         self._pending[task_name] = due
-        heapq.heappush(self._heap, due)
-        self._condition.notify_all()
+        heapq.heappush(self._heap, (at, next(self._sequence), due))
+        if notify:
+            self._condition.notify_all()
 
-    def _schedule_next(self, task_name: str, delay: float) -> None:
+    def _schedule_next(self, delays: Iterable[tuple[str, float]]) -> None:
+        """Put tasks back in the heap after their attempt, each ``delay`` seconds from now."""
         with self._condition:
             if self._state != "running":
                 return
-            if task_name in self._wake_after_cycle:
-                self._wake_after_cycle.discard(task_name)
-                delay = 0.0
-            self._push(task_name, time.monotonic() + delay)
+            now = time.monotonic()
+            for task_name, delay in delays:
+                if task_name in self._wake_after_cycle:
+                    self._wake_after_cycle.discard(task_name)
+                    delay = 0.0
+                slack = 0.0
+                if self._batching and task_name in self._quiet:
+                    slack = min(BATCH_SLACK, delay / 10)
+                self._push(task_name, now + delay + slack, now + delay, notify=False)
+            self._condition.notify_all()
 
     def _timer_loop(self) -> None:
         with self._condition:
@@ -546,44 +600,85 @@ class Planton:
                 if not self._heap:
                     self._condition.wait()
                     continue
-                due = self._heap[0]
+                due = self._heap[0][2]
                 if self._pending.get(due.task_name) is not due:
                     heapq.heappop(self._heap)  # superseded by an earlier wake-up
                     continue
-                remaining = due.at - time.monotonic()
+                now = time.monotonic()
+                remaining = due.at - now
                 if remaining > 0:
                     self._condition.wait(min(remaining, _MAX_WAIT_SLICE))
                     continue
                 heapq.heappop(self._heap)
                 del self._pending[due.task_name]
-                self._in_flight.add(due.task_name)
                 assert self._pool is not None
-                self._pool.submit(self._attempt, self._tasks[due.task_name])
+                if self._batching and due.task_name in self._quiet:
+                    self._submit_batches([due.task_name, *self._take_quiet_due(now)])
+                else:
+                    self._in_flight.add(due.task_name)
+                    self._pool.submit(self._attempt, [self._tasks[due.task_name]], batch=False)
+
+    def _submit_batches(self, names: list[str]) -> None:
+        assert self._pool is not None
+        self._in_flight.update(names)
+        size = self._batch_size
+        for start in range(0, len(names), size):
+            batch = [self._tasks[name] for name in names[start : start + size]]
+            self._pool.submit(self._attempt, batch, batch=True)
+
+    def _take_quiet_due(self, now: float) -> list[str]:
+        """Take every other quiet task that is due by ``now`` out of the heap.
+
+        Their heap entries stay behind and are dropped when they surface,
+        as superseded entries are.
+        """
+        taken = [
+            name for name, due in self._pending.items() if due.due_at <= now and name in self._quiet
+        ]
+        for name in taken:
+            del self._pending[name]
+        return taken
 
     def _may_schedule(self) -> bool:
-        with self._condition:
-            return self._state == "running"
+        # Asked before every schedule call, batches included, so it takes no
+        # lock: ``stop()`` changes the state before it waits for the busy
+        # workers, and a schedule that started before that is waited for.
+        return self._state == "running"
 
-    def _attempt(self, task: Task) -> None:
+    def _attempt(self, tasks: list[Task], *, batch: bool) -> None:
         me = threading.get_ident()
+        names = [task.name for task in tasks]
         with self._condition:
             if self._state != "running":
-                self._in_flight.discard(task.name)
+                self._in_flight.difference_update(names)
                 return
             self._busy_threads.add(me)
-        delay = DEFAULT_DELAY
+        delays: dict[str, float] = dict.fromkeys(names, DEFAULT_DELAY)
         try:
-            report = self._runner.run(task, self._may_schedule)
-            delay = report.delay
-            self._report(task, report)
-        except Exception as error:  # a runner bug must not end the task's loop
-            self._emit_error(task.name, error)
+            if batch:
+                reports = self._runner.run_batch(tasks, self._may_schedule)  # type: ignore[attr-defined]
+                if len(reports) != len(tasks):
+                    raise UnexpectedStateError(
+                        f"run_batch returned {len(reports)} reports for {len(tasks)} tasks."
+                    )
+            else:
+                reports = [self._runner.run(tasks[0], self._may_schedule)]
+            for task, report in zip(tasks, reports, strict=True):
+                delays[task.name] = report.delay
+                if report.instructions:
+                    self._quiet.discard(task.name)
+                else:
+                    self._quiet.add(task.name)
+                self._report(task, report)
+        except Exception as error:  # a runner bug must not end the tasks' loops
+            for name in names:
+                self._emit_error(name, error)
         finally:
             with self._condition:
-                self._in_flight.discard(task.name)
+                self._in_flight.difference_update(names)
                 self._busy_threads.discard(me)
                 self._condition.notify_all()
-            self._schedule_next(task.name, delay)
+            self._schedule_next(delays.items())
 
     def _guarded_first(self, task: Task) -> CycleReport:
         try:

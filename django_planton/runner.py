@@ -31,11 +31,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from . import signals
@@ -50,9 +52,17 @@ from .core import (
     run_cycle,
 )
 from .errors import PlantonError, UnexpectedTaskInstructionsError
-from .models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution, update_row
+from .models import (
+    ExecutionState,
+    MaintenanceTask,
+    MaintenanceTaskExecution,
+    postgres_array,
+    update_row,
+    update_rows,
+)
 from .notify import EndedListener, listening_supported
 from .registry import registry
+from .savepoint import LazySavepoint
 
 logger = logging.getLogger("django_planton")
 
@@ -83,6 +93,18 @@ def sync_tasks(tasks: Sequence[Task], *, using: str = DEFAULT_DB_ALIAS) -> dict[
     return dict(rows.filter(nid__in=names).values_list("pk", "nid"))
 
 
+# The furthest ahead a next attempt is stored: a back-off may ask for more
+# seconds than a datetime can add.
+_FURTHEST = timedelta(days=365 * 100)
+
+
+def _later(now: datetime, seconds: float) -> datetime:
+    try:
+        return now + min(timedelta(seconds=seconds), _FURTHEST)
+    except OverflowError:
+        return now + _FURTHEST
+
+
 def _ensure_usable(alias: str) -> None:
     """Drop this thread's connection if an error left it broken.
 
@@ -100,63 +122,150 @@ def _ensure_usable(alias: str) -> None:
             connection.close()
 
 
-class _Statements:
-    """The runner's own reads, compiled once and then run with new parameters.
+#: What a cycle reads of a task's row, and what a receiver may read through
+#: ``execution.maintenance_task`` without another query. The timestamps are
+#: left out: converting them was most of what locking a batch of rows cost.
+_ROW_FIELDS = (
+    "id",
+    "nid",
+    "maximum_execution_duration",
+    "maximum_concurrent_execution_count",
+    "concurrency",
+    "is_paused",
+    "attempt_number",
+    "next_attempt_at",
+    "last_error",
+)
 
-    An idle cycle is little more than these; building and compiling them as
+
+class _TaskRow(NamedTuple):
+    """A locked ``maintenance_task`` row, as a cycle needs it (in ``_ROW_FIELDS`` order)."""
+
+    pk: int
+    nid: str
+    maximum_execution_duration: timedelta
+    maximum_concurrent_execution_count: int
+    concurrency: int
+    is_paused: bool
+    attempt_number: int
+    next_attempt_at: datetime | None
+    last_error: str
+
+    def instance(self, using: str) -> MaintenanceTask:
+        """The row as a model instance (other fields load on access), for the executions."""
+        return MaintenanceTask.from_db(using, list(_ROW_FIELDS), self)
+
+
+class _Statements:
+    """The runner's own reads, compiled once (per batch size) and run with new parameters.
+
+    An idle batch is little more than these; building and compiling them as
     querysets every time cost several times what the database spends on
-    them. The SQL is the ORM's own, and values are always parameters.
+    them. The SQL is the ORM's own and values are always parameters. On
+    PostgreSQL a batch's names or ids go as one array parameter
+    (``= ANY(%s::text[])``), so one statement serves every batch size and
+    psycopg parses it once.
     """
 
     def __init__(self, using: str) -> None:
         self.using = using
-        self._lock_task: str | None = None
-        self._active: str | None = None
+        self._as_array = connections[using].vendor == "postgresql"
+        self._compiled: dict[tuple[str, int], tuple[str, Any, Any]] = {}
 
-    def lock_task(self, name: str) -> MaintenanceTask | None:
-        """The task's row, locked, or None when another transaction holds it (or it is gone)."""
-        if self._lock_task is None:
-            queryset = (
+    def lock_tasks(self, names: Sequence[str]) -> dict[str, _TaskRow]:
+        """The tasks' rows, locked, by name; a row another transaction holds is left out."""
+        rows = self._run(
+            "lock",
+            lambda lookup, value: (
                 MaintenanceTask.objects.using(self.using)
                 .select_for_update(skip_locked=True)
-                .filter(nid=name)
-                .order_by()[:1]
-            )
-            self._lock_task = self._compile(queryset, [name])
-        rows = list(MaintenanceTask.objects.raw(self._lock_task, [name], using=self.using))
-        return rows[0] if rows else None
+                .filter(**{f"nid{lookup}": value})
+                .order_by()
+                .values_list(*_ROW_FIELDS)
+            ),
+            "nid",
+            names,
+        )
+        return {row[1]: _TaskRow(*row) for row in rows}
 
-    def active_instructions(self, task_id: int) -> list[str]:
-        if self._active is None:
-            queryset = (
+    def active_instructions(self, task_ids: Sequence[int]) -> dict[int, list[str]]:
+        """The instructions still running, by task id."""
+        rows = self._run(
+            "active",
+            lambda lookup, value: (
                 MaintenanceTaskExecution.objects.using(self.using)
                 .running()
-                .filter(maintenance_task_id=task_id)
+                .filter(**{f"maintenance_task_id{lookup}": value})
                 .order_by()
-                .values_list("instruction", flat=True)
-            )
-            self._active = self._compile(queryset, [task_id])
+                .values_list("maintenance_task_id", "instruction")
+            ),
+            "maintenance_task_id",
+            task_ids,
+        )
+        active: dict[int, list[str]] = {}
+        for task_id, instruction in rows:
+            active.setdefault(task_id, []).append(instruction)
+        return active
+
+    def _run(
+        self,
+        kind: str,
+        build: Callable[[str, Any], Any],
+        column: str,
+        values: Sequence[Any],
+    ) -> list[Any]:
+        key = (kind, 0 if self._as_array else len(values))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = self._compile(build, column, values)
+        sql, compiler, converters = compiled
+        params = [postgres_array(values)] if self._as_array else list(values)
         with connections[self.using].cursor() as cursor:
-            cursor.execute(self._active, [task_id])
-            return [instruction for (instruction,) in cursor.fetchall()]
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        if converters:
+            rows = list(compiler.apply_converters(rows, converters))
+        return rows
 
-    def _compile(self, queryset: Any, expected_params: list[Any]) -> str:
-        sql, params = queryset.query.get_compiler(using=self.using).as_sql()
-        if list(params) != expected_params:  # the SQL must take exactly our parameters
+    def _compile(
+        self, build: Callable[[str, Any], Any], column: str, values: Sequence[Any]
+    ) -> tuple[str, Any, Any]:
+        """Compile ``build(lookup, value)``; ``column`` is what the lookup filters on."""
+        if self._as_array:
+            # Compiled as "column = %s" for one value, then made "column = ANY(%s)".
+            queryset = build("", values[0])
+            expected = [values[0]]
+        else:
+            queryset = build("__in", values)
+            expected = list(values)
+        compiler = queryset.query.get_compiler(using=self.using)
+        sql, params = compiler.as_sql()
+        if list(params) != list(expected):  # the SQL must take exactly our parameters
             raise RuntimeError(f"Unexpected parameters {params!r} in {sql!r}")
-        return sql
+        if self._as_array:
+            quote = compiler.connection.ops.quote_name
+            meta = queryset.model._meta
+            comparison = f"{quote(meta.db_table)}.{quote(meta.get_field(column).column)} = %s"
+            if sql.count(comparison) != 1:
+                raise RuntimeError(f"Expected one {comparison!r} in {sql!r}")
+            array_type = "bigint[]" if isinstance(values[0], int) else "text[]"
+            sql = sql.replace(comparison, comparison.replace("= %s", f"= ANY(%s::{array_type})"))
+        selected = [expression for expression, _, _ in compiler.select]
+        return sql, compiler, compiler.get_converters(selected)
 
 
-class _CycleFailed(Exception):
-    """Unwinds the savepoint around a cycle's user code."""
+@dataclass(slots=True)
+class _Attempt:
+    """A due task's attempt within a batch; written once every task of the batch ran."""
 
-    def __init__(self, errors: tuple[BaseException, ...]) -> None:
-        super().__init__(errors)
-        self.errors = errors
+    task: Task
+    row: _TaskRow
+    outcome: CycleOutcome | None = None
+    errors: tuple[BaseException, ...] = ()
 
 
 class DatabaseCycleRunner:
-    """Keeps attempt state on ``maintenance_task`` rows; one cycle, one transaction."""
+    """Keeps attempt state on ``maintenance_task`` rows; one batch of cycles, one transaction."""
 
     def __init__(
         self,
@@ -197,17 +306,35 @@ class DatabaseCycleRunner:
         return CycleReport(delay=0.0)
 
     def run(self, task: Task, may_schedule: Callable[[], bool] = lambda: True) -> CycleReport:
+        """One attempt of ``task``, in a transaction of its own."""
+        [report] = self.run_batch([task], may_schedule)
+        return report
+
+    def run_batch(
+        self, tasks: Sequence[Task], may_schedule: Callable[[], bool] = lambda: True
+    ) -> list[CycleReport]:
+        """One attempt of each task, all in one transaction; a report per task, in order.
+
+        The batch shares its round trips (one lock, one read of the active
+        instructions, one UPDATE per kind of outcome, one commit) while each
+        schedule keeps its own savepoint, taken only if it sends a statement:
+        a failing task rolls back alone. A lost connection fails the batch.
+        """
+        names = [task.name for task in tasks]
+        if len(set(names)) != len(names):
+            raise PlantonError(f"A batch names a task more than once: {names!r}")
         with self._lock:
-            woken = task.name in self._woken
-            self._woken.discard(task.name)
+            woken = self._woken.intersection(names)
+            self._woken.difference_update(woken)
         self._track_connection()
         _ensure_usable(self.using)
         try:
-            report = self._run(task, may_schedule, woken=woken)
+            reports = self._run_batch(tasks, may_schedule, woken)
         except DatabaseError as error:
-            return self._database_failed(task, error)
-        self._database_failures.pop(task.name, None)
-        return report
+            return [self._database_failed(task, error) for task in tasks]
+        for name in names:
+            self._database_failures.pop(name, None)
+        return reports
 
     # -- wake-ups ------------------------------------------------------------
 
@@ -226,128 +353,212 @@ class DatabaseCycleRunner:
 
     # -- internals -----------------------------------------------------------
 
-    def _run(self, task: Task, may_schedule: Callable[[], bool], *, woken: bool) -> CycleReport:
+    def _run_batch(
+        self, tasks: Sequence[Task], may_schedule: Callable[[], bool], woken: set[str]
+    ) -> list[CycleReport]:
         now = timezone.now()
-        tasks = MaintenanceTask.objects.using(self.using)
+        names = [task.name for task in tasks]
+        reports: dict[str, CycleReport] = {}
         with transaction.atomic(using=self.using):
             if self._write_lock_first:
                 # SQLite has no row locks. Writing first takes the database's
                 # write lock before anything is read, so two runners on one
-                # file run this task's cycle one after the other.
-                tasks.filter(nid=task.name).update(updated_at=now)
-            row = self._statements.lock_task(task.name)
-            if row is None:
-                if not tasks.filter(nid=task.name).exists():
-                    sync_tasks([task], using=self.using)  # deleted in the admin: bring it back
-                    return CycleReport(delay=0.0)
-                return CycleReport(delay=self.poll_interval)  # another process runs this cycle
-            self.task_names_by_id[row.pk] = row.nid
-            self._attempt_numbers[task.name] = row.attempt_number
-            if row.is_paused:
-                delay, _ = compute_delay(task, row.attempt_number)
-                return CycleReport(delay=self._capped(max(delay, self.poll_interval)))
-            due = (
-                row.next_attempt_at is None
-                or row.next_attempt_at <= now
-                or (woken and row.attempt_number == 0)
+                # file run a task's cycle one after the other.
+                MaintenanceTask.objects.using(self.using).filter(nid__in=names).update(
+                    updated_at=now
+                )
+            rows = self._statements.lock_tasks(names)
+            if len(rows) < len(tasks):
+                reports.update(self._not_locked([task for task in tasks if task.name not in rows]))
+            due: list[tuple[Task, _TaskRow]] = []
+            for task in tasks:
+                row = rows.get(task.name)
+                if row is None:
+                    continue
+                self.task_names_by_id[row.pk] = row.nid
+                self._attempt_numbers[task.name] = row.attempt_number
+                waiting = self._waiting(task, row, now, woken=task.name in woken)
+                if waiting is None:
+                    due.append((task, row))
+                else:
+                    reports[task.name] = waiting
+            if due:
+                active = self._statements.active_instructions([row.pk for _, row in due])
+                connection = connections[self.using]
+                attempts = [
+                    self._attempt(task, row, active.get(row.pk, []), may_schedule, connection)
+                    for task, row in due
+                ]
+                reports.update(self._write(attempts))
+        return [reports[name] for name in names]
+
+    def _not_locked(self, tasks: list[Task]) -> dict[str, CycleReport]:
+        """Rows another process holds (it runs their cycle now), or rows deleted in the admin."""
+        existing = set(
+            MaintenanceTask.objects.using(self.using)
+            .filter(nid__in=[task.name for task in tasks])
+            .values_list("nid", flat=True)
+        )
+        gone = [task for task in tasks if task.name not in existing]
+        if gone:
+            sync_tasks(gone, using=self.using)  # bring them back, due at once
+        return {
+            task.name: CycleReport(delay=self.poll_interval if task.name in existing else 0.0)
+            for task in tasks
+        }
+
+    def _waiting(
+        self, task: Task, row: _TaskRow, now: datetime, *, woken: bool
+    ) -> CycleReport | None:
+        """How long a paused or not yet due task waits; None when it is due."""
+        if row.is_paused:
+            delay, _ = compute_delay(task, row.attempt_number)
+            return CycleReport(delay=self._capped(max(delay, self.poll_interval)))
+        if (
+            row.next_attempt_at is None
+            or row.next_attempt_at <= now
+            or (woken and row.attempt_number == 0)
+        ):
+            return None
+        return CycleReport(delay=self._capped((row.next_attempt_at - now).total_seconds()))
+
+    def _attempt(
+        self,
+        task: Task,
+        row: _TaskRow,
+        active: list[str],
+        may_schedule: Callable[[], bool],
+        connection: BaseDatabaseWrapper,
+    ) -> _Attempt:
+        """Run the user's code of one due task behind its own (lazy) savepoint.
+
+        On any error (a raising schedule or calculate_limit, an invalid
+        batch) its claims roll back while the task's row stays locked, so the
+        failed attempt is recorded before another runner can see the task as
+        due. A failed attempt counts as an empty one: the task backs off
+        instead of retrying at once.
+        """
+        concurrency = row.maximum_concurrent_execution_count or task.concurrency
+        if len(active) >= concurrency:  # no user code to run
+            return _Attempt(
+                task, row, CycleOutcome(attempt_number=row.attempt_number, saturated=True)
             )
-            if not due:
-                return CycleReport(delay=self._capped((row.next_attempt_at - now).total_seconds()))
+        savepoint = LazySavepoint(connection)
+        with savepoint:
+            outcome = run_cycle(
+                task,
+                attempt_number=row.attempt_number,
+                active_task_instructions=active,
+                concurrency=concurrency,
+                may_schedule=may_schedule,
+            )
+        errors = outcome.errors
+        if not errors and outcome.instructions:
+            problem = self._unstorable(task, outcome.instructions)
+            if problem is not None:
+                errors = (problem,)
+        if not errors and savepoint.taken and self._transaction_broken():
+            errors = (
+                PlantonError(
+                    f"The schedule of task {task.name!r} caught a database error and "
+                    "returned; the error broke its transaction, so its claims are rolled back."
+                ),
+            )
+        if errors:
+            savepoint.rollback()
+            return _Attempt(task, row, errors=errors)
+        savepoint.release()
+        return _Attempt(task, row, outcome)
 
-            active = self._statements.active_instructions(row.pk)
-            concurrency = row.maximum_concurrent_execution_count or task.concurrency
-            if len(active) >= concurrency:  # no user code to run: no savepoint either
-                saturated = CycleOutcome(attempt_number=row.attempt_number, saturated=True)
-                return self._commit(task, row, saturated)
-            try:
-                # A savepoint around the user's code: on any error (a raising
-                # schedule or calculate_limit, an invalid batch) its claims
-                # roll back while the task's row stays locked, so the failed
-                # attempt is recorded before another runner can see the task
-                # as due. A failed attempt counts as an empty one: the task
-                # backs off instead of retrying at once.
-                with transaction.atomic(using=self.using):
-                    outcome = run_cycle(
-                        task,
-                        attempt_number=row.attempt_number,
-                        active_task_instructions=active,
-                        concurrency=concurrency,
-                        may_schedule=may_schedule,
-                    )
-                    errors = outcome.errors
-                    if outcome.instructions:
-                        problem = self._unstorable(task, outcome.instructions)
-                        if problem is not None:
-                            errors = (problem,)
-                    if not errors and self._transaction_aborted():
-                        errors = (
-                            PlantonError(
-                                f"The schedule of task {task.name!r} caught a database error "
-                                "and returned; the error aborted its transaction, so its "
-                                "claims are rolled back."
-                            ),
-                        )
-                    if errors:
-                        raise _CycleFailed(errors)
-            except _CycleFailed as failure:
-                return self._record_failure(task, row, failure.errors, now)
-            return self._commit(task, row, outcome)
+    def _transaction_broken(self) -> bool:
+        """Whether a schedule swallowed a database error that broke the transaction.
 
-    def _transaction_aborted(self) -> bool:
-        """PostgreSQL refuses every statement after an error until a rollback.
-
-        A schedule that swallowed such an error must count as failed (and
-        its savepoint be rolled back), not look like a lost connection.
+        PostgreSQL refuses every statement after an error until a rollback;
+        Django marks the transaction after an error inside an ``atomic``
+        block without a savepoint. Either way the schedule must count as
+        failed (and its savepoint be rolled back), not look like a lost
+        connection.
         """
         connection = connections[self.using]
+        if connection.needs_rollback:
+            return True
         if connection.vendor != "postgresql" or connection.connection is None:
             return False
         status = getattr(getattr(connection.connection, "info", None), "transaction_status", None)
         return status is not None and status.name == "INERROR"
 
-    def _commit(self, task: Task, row: MaintenanceTask, outcome: CycleOutcome) -> CycleReport:
-        """Write the executions and the new attempt state; signals go out on commit."""
-        instructions, attempt_number = outcome.instructions, outcome.attempt_number
-        delay, delay_error = compute_delay(task, attempt_number)
-        if outcome.saturated:
-            # Every slot is taken: a freed slot wakes the task, so there is
-            # no point looking sooner than the poll interval (a delay of 0
-            # after work would otherwise spin until an execution ends).
-            delay = max(delay, self.poll_interval)
+    def _write(self, attempts: list[_Attempt]) -> dict[str, CycleReport]:
+        """Write the batch: executions in one INSERT, attempt states grouped by outcome.
+
+        Signals go out on commit. Tasks whose new state is alike (same
+        change of attempt number, same delay) share one UPDATE, so a batch of
+        idle tasks with the same back-off costs one statement.
+        """
         now = timezone.now()
-        state: dict[str, Any] = {
-            "attempt_number": attempt_number,
-            "next_attempt_at": now + timedelta(seconds=delay),
-            "last_attempted_at": now,
-            "updated_at": now,
-        }
-        if row.last_error:
-            state["last_error"] = ""
-        if instructions:
-            executions = MaintenanceTaskExecution.objects.using(self.using).bulk_create(
-                [
-                    MaintenanceTaskExecution(
-                        maintenance_task=row,
-                        instruction=instruction,
-                        started_at=now,
-                        hostname=self.hostname,
-                        state=ExecutionState.RUNNING,
-                        created_at=now,
-                    )
-                    for instruction in instructions
-                ]
+        reports: dict[str, CycleReport] = {}
+        dispatches: list[tuple[Task, list[MaintenanceTaskExecution]]] = []
+        groups: dict[tuple[bool, int, float, bool], list[int]] = {}
+        for attempt in attempts:
+            task, row, outcome = attempt.task, attempt.row, attempt.outcome
+            if outcome is None:
+                reports[task.name] = self._record_failure(task, row, attempt.errors, now)
+                continue
+            delay, delay_error = compute_delay(task, outcome.attempt_number)
+            if outcome.saturated:
+                # Every slot is taken: a freed slot wakes the task, so there
+                # is no point looking sooner than the poll interval (a delay
+                # of 0 after work would otherwise spin until an execution ends).
+                delay = max(delay, self.poll_interval)
+            if outcome.instructions:
+                dispatches.append((task, self._executions(row, outcome.instructions, now)))
+            reset = outcome.attempt_number == 0
+            added = 0 if reset else outcome.attempt_number - row.attempt_number
+            groups.setdefault((reset, added, delay, bool(outcome.instructions)), []).append(row.pk)
+            self._attempt_numbers[task.name] = outcome.attempt_number
+            reports[task.name] = CycleReport(
+                delay=self._capped(delay),
+                instructions=outcome.instructions,
+                errors=(delay_error,) if delay_error is not None else (),
             )
-            state["last_dispatched_at"] = now
-            transaction.on_commit(partial(self._dispatch, task, executions), using=self.using)
-        self._save_state(task, row, state)
-        return CycleReport(
-            delay=self._capped(delay),
-            instructions=instructions,
-            errors=(delay_error,) if delay_error is not None else (),
-        )
+        if dispatches:
+            MaintenanceTaskExecution.objects.using(self.using).bulk_create(
+                [execution for _, executions in dispatches for execution in executions]
+            )
+            for task, executions in dispatches:
+                transaction.on_commit(partial(self._dispatch, task, executions), using=self.using)
+        for (reset, added, delay, dispatched), pks in groups.items():
+            state = {
+                "next_attempt_at": _later(now, delay),
+                "last_attempted_at": now,
+                "last_error": "",
+                "updated_at": now,
+            }
+            if reset:
+                state["attempt_number"] = 0
+            if dispatched:
+                state["last_dispatched_at"] = now
+            increment = {"attempt_number": added} if added else None
+            update_rows(MaintenanceTask, pks, state, using=self.using, add=increment)
+        return reports
+
+    def _executions(
+        self, row: _TaskRow, instructions: Sequence[str], now: datetime
+    ) -> list[MaintenanceTaskExecution]:
+        task_row = row.instance(self.using)
+        return [
+            MaintenanceTaskExecution(
+                maintenance_task=task_row,
+                instruction=instruction,
+                started_at=now,
+                hostname=self.hostname,
+                state=ExecutionState.RUNNING,
+                created_at=now,
+            )
+            for instruction in instructions
+        ]
 
     def _record_failure(
-        self, task: Task, row: MaintenanceTask, errors: tuple[BaseException, ...], now: datetime
+        self, task: Task, row: _TaskRow, errors: tuple[BaseException, ...], now: datetime
     ) -> CycleReport:
         """Record a failed attempt on the locked row; ``schedule_failed`` goes out on commit."""
         attempt_number = row.attempt_number + 1
@@ -355,23 +566,17 @@ class DatabaseCycleRunner:
         message = "; ".join(f"{type(error).__name__}: {error}" for error in errors)
         state = {
             "attempt_number": attempt_number,
-            "next_attempt_at": now + timedelta(seconds=delay),
+            "next_attempt_at": _later(now, delay),
             "last_attempted_at": now,
             "last_error": message[:2000],
-            "updated_at": timezone.now(),
+            "updated_at": now,
         }
-        self._save_state(task, row, state)
+        update_row(MaintenanceTask, row.pk, state, using=self.using)
+        self._attempt_numbers[task.name] = attempt_number
         transaction.on_commit(partial(self._send_schedule_failed, task, errors), using=self.using)
         if delay_error is not None:
             errors = (*errors, delay_error)
         return CycleReport(delay=self._capped(delay), errors=errors)
-
-    def _save_state(self, task: Task, row: MaintenanceTask, state: dict[str, Any]) -> None:
-        """Store the attempt state on the locked row (one UPDATE, no queryset to build)."""
-        update_row(MaintenanceTask, row.pk, state, using=self.using)
-        for name, value in state.items():
-            setattr(row, name, value)
-        self._attempt_numbers[task.name] = state["attempt_number"]
 
     def _send_schedule_failed(self, task: Task, errors: tuple[BaseException, ...]) -> None:
         for error in errors:
@@ -465,6 +670,7 @@ class Runner:
         max_workers: int | None = None,
         hostname: str | None = None,
         housekeeping_interval: float | None = None,
+        batch_size: int | None = None,
     ) -> None:
         self.tasks = list(registry.select() if tasks is None else tasks)
         self.using = using
@@ -474,6 +680,7 @@ class Runner:
             self.tasks,
             cycle_runner=self.cycle_runner,
             max_workers=max(1, min(workers, len(self.tasks) or 1)),
+            batch_size=batch_size or get_setting("PLANTON_BATCH_SIZE"),
         )
         self.housekeeping_interval = float(
             housekeeping_interval or get_setting("PLANTON_HOUSEKEEPING_INTERVAL")

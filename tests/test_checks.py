@@ -24,6 +24,7 @@ def test_the_example_settings_pass():
     "name",
     [
         "PLANTON_MAX_WORKERS",
+        "PLANTON_BATCH_SIZE",
         "PLANTON_POLL_INTERVAL",
         "PLANTON_MAX_WAIT",
         "PLANTON_HOUSEKEEPING_INTERVAL",
@@ -47,7 +48,9 @@ def test_fractions_of_seconds_are_fine(name):
         assert planton_ids(run_checks()) == []
 
 
-@pytest.mark.parametrize("name", ["PLANTON_MAX_WORKERS", "PLANTON_MAX_INSTRUCTION_LENGTH"])
+@pytest.mark.parametrize(
+    "name", ["PLANTON_MAX_WORKERS", "PLANTON_BATCH_SIZE", "PLANTON_MAX_INSTRUCTION_LENGTH"]
+)
 def test_a_fraction_where_a_whole_number_is_needed_is_e002(name):
     with override_settings(**{name: 2.5}):
         assert planton_ids(run_checks()) == ["django_planton.E002"]

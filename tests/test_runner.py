@@ -874,15 +874,16 @@ def test_an_idle_task_is_not_woken(make_task, make_runner, scripted_schedule, wa
     busy = make_task("busy", scripted_schedule(["a"], ["b"]), delay=30.0)
     runner = make_runner([idle, busy], start=True)
     cycles = []
-    original_run = runner.cycle_runner.run
+    original_run_batch = runner.cycle_runner.run_batch
 
-    def logged_run(task, *args, **kwargs):
+    def logged_run_batch(tasks, *args, **kwargs):
         started = time.monotonic()
-        report = original_run(task, *args, **kwargs)
-        cycles.append((task.name, started))
-        return report
+        reports = original_run_batch(tasks, *args, **kwargs)
+        cycles.extend((task.name, started) for task in tasks)
+        return reports
 
-    runner.cycle_runner.run = logged_run
+    # Every attempt, alone or in a batch, goes through run_batch.
+    runner.cycle_runner.run_batch = logged_run_batch
     assert wait_until(lambda: len(idle_schedule.contexts) == 1 and instructions_of("busy"))
     assert wait_until(lambda: row("idle").attempt_number == 1)
     idle_row = row("idle")
