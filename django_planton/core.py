@@ -587,6 +587,7 @@ class Planton:
             for task_name, delay in delays:
                 if task_name in self._wake_after_cycle:
                     self._wake_after_cycle.discard(task_name)
+                    self._quiet.discard(task_name)  # woken: attempted alone
                     delay = 0.0
                 slack = 0.0
                 if self._batching and task_name in self._quiet:

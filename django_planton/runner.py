@@ -10,11 +10,18 @@ and runs each cycle in one database transaction around the task's
 3. read the active instructions and the effective concurrency;
 4. call ``schedule`` inside the same transaction, so its own claims commit or
    roll back together with the execution rows;
-5. on an error or an invalid result roll the user's code back to a savepoint
-   and record the failed attempt on the still-locked row, so a failing task
-   backs off and no other runner retries it meanwhile;
+5. on an error or an invalid result roll the user's code back to its
+   savepoint and record the failed attempt on the still-locked row, so a
+   failing task backs off and no other runner retries it meanwhile;
 6. write the execution rows and the new attempt state, and commit;
 7. send the signals once the transaction has committed.
+
+Quiet tasks that fall due together go through these steps as one batch
+(:meth:`DatabaseCycleRunner.run_batch`): one statement locks all their rows,
+one reads their active instructions, one INSERT writes their executions and
+one UPDATE per kind of outcome their attempts, while each schedule keeps a
+savepoint of its own (:mod:`django_planton.savepoint`), taken only if it
+sends a statement.
 
 Because the attempt state lives on the row, every runner process reads the
 same clock: several processes share one cadence and one concurrency.

@@ -742,15 +742,18 @@ class Stress:
         flag = WORK / "hang-r1"
         flag.touch()
         try:
-            self.wait_for(
-                f"{victim.label} hangs in an execution",
-                lambda: self.database.value(
+
+            def victim_hangs() -> Any:
+                # Which runner wins a cycle is not promised: keep work waiting
+                # until the victim has won one, or the others drain it all.
+                self.ensure_backlog()
+                return self.database.value(
                     "SELECT count(*) FROM maintenance_task_execution WHERE hostname = %s "
                     "AND ended_at IS NULL AND started_at < now() - interval '1 second'",
                     (victim.label,),
-                ),
-                60,
-            )
+                )
+
+            self.wait_for(f"{victim.label} hangs in an execution", victim_hangs, 60)
             victim.process.kill()
             killed = now()
             victim.process.wait(timeout=10)

@@ -480,15 +480,6 @@ def test_a_woken_task_is_attempted_alone_through_run(make_planton):
     assert sorted(runner.runs()) == ["a", "b"]
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason=(
-        "core.py: a task woken while its batch is in flight is put back in the "
-        "quiet set when that batch reports nothing, so its wake-up attempt is "
-        "batched instead of run alone"
-    ),
-)
 def test_a_task_woken_during_its_batch_is_attempted_alone_right_after(make_planton, gate):
     entered = threading.Event()
 
