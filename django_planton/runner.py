@@ -63,6 +63,7 @@ from .models import (
     ExecutionState,
     MaintenanceTask,
     MaintenanceTaskExecution,
+    insert_executions,
     postgres_array,
     update_row,
     update_rows,
@@ -528,8 +529,9 @@ class DatabaseCycleRunner:
                 errors=(delay_error,) if delay_error is not None else (),
             )
         if dispatches:
-            MaintenanceTaskExecution.objects.using(self.using).bulk_create(
-                [execution for _, executions in dispatches for execution in executions]
+            insert_executions(
+                [execution for _, executions in dispatches for execution in executions],
+                using=self.using,
             )
             for task, executions in dispatches:
                 transaction.on_commit(partial(self._dispatch, task, executions), using=self.using)
