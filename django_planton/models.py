@@ -295,29 +295,62 @@ def update_rows(
     if not pks:
         return 0
     connection = connections[using]
+    if len(pks) == 1:
+        shape = "one"
+    elif connection.vendor == "postgresql":
+        shape = "array"  # one array: the same statement for any number of rows
+    else:
+        shape = str(len(pks))
+    add = add or {}
+    key = (model, tuple(values), tuple(add), unless_set, shape, connection.vendor)
+    cached = _UPDATE_STATEMENTS.get(key)
+    if cached is None:
+        cached = _UPDATE_STATEMENTS[key] = _update_statement(
+            connection, model, values, add, unless_set, shape
+        )
+    sql, fields = cached
+    params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+    params += [int(amount) for amount in add.values()]
+    if shape == "array":
+        params.append(postgres_array(pks))
+    else:
+        params += pks
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+#: The SQL of each kind of ``update_rows()`` call, built once: it runs for
+#: every completed execution.
+_UPDATE_STATEMENTS: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}
+
+
+def _update_statement(
+    connection: Any,
+    model: type[models.Model],
+    values: dict[str, Any],
+    add: dict[str, int],
+    unless_set: str | None,
+    shape: str,
+) -> tuple[str, list[Any]]:
     quote = connection.ops.quote_name
     meta = model._meta
     fields = [meta.get_field(name) for name in values]
     assignments = [f"{quote(field.column)} = %s" for field in fields]
-    params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
-    for name, amount in (add or {}).items():
+    for name in add:
         column = quote(meta.get_field(name).column)
         assignments.append(f"{column} = {column} + %s")
-        params.append(int(amount))
     pk_column = quote(meta.pk.column)
-    if len(pks) == 1:
-        where, params = f"{pk_column} = %s", [*params, *pks]
-    elif connection.vendor == "postgresql":
-        # One array: the same statement for any number of rows, parsed once.
-        where, params = f"{pk_column} = ANY(%s::bigint[])", [*params, postgres_array(pks)]
+    if shape == "one":
+        where = f"{pk_column} = %s"
+    elif shape == "array":
+        where = f"{pk_column} = ANY(%s::bigint[])"
     else:
-        where, params = f"{pk_column} IN ({', '.join(['%s'] * len(pks))})", [*params, *pks]
+        where = f"{pk_column} IN ({', '.join(['%s'] * int(shape))})"
     sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {where}"
     if unless_set is not None:
         sql += f" AND {quote(meta.get_field(unless_set).column)} IS NULL"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    return sql, fields
 
 
 def insert_executions(executions: Sequence[MaintenanceTaskExecution], *, using: str) -> None:

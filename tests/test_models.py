@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -14,6 +15,9 @@ from django_planton.models import (
     MaintenanceTask,
     MaintenanceTaskExecution,
     describe_error,
+    insert_executions,
+    postgres_array,
+    update_rows,
 )
 
 from .factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
@@ -449,3 +453,95 @@ def test_deleting_a_task_deletes_its_executions():
     execution = MaintenanceTaskExecutionFactory()
     execution.maintenance_task.delete()
     assert not MaintenanceTaskExecution.objects.filter(pk=execution.pk).exists()
+
+
+# -- the runner's writes ---------------------------------------------------------------
+
+
+def new_executions(task: MaintenanceTask, instructions: list[str]) -> list[Any]:
+    now = timezone.now()
+    return [
+        MaintenanceTaskExecution(
+            maintenance_task=task,
+            instruction=instruction,
+            started_at=now,
+            hostname="test-host",
+            state=ExecutionState.RUNNING,
+            created_at=now,
+        )
+        for instruction in instructions
+    ]
+
+
+def test_insert_executions_stores_each_row_and_sets_its_primary_key():
+    first, second = MaintenanceTaskFactory(), MaintenanceTaskFactory()
+    odd = ['with "quotes"', "back\\slash", "comma,brace}{", "ünïcode", "NULL", ""]
+    executions = new_executions(first, odd) + new_executions(second, ["7"])
+
+    insert_executions(executions, using="default")
+
+    assert all(execution.pk is not None for execution in executions)
+    stored = {
+        execution.pk: execution
+        for execution in MaintenanceTaskExecution.objects.filter(
+            pk__in=[execution.pk for execution in executions]
+        )
+    }
+    assert [stored[e.pk].instruction for e in executions] == [*odd, "7"]
+    assert [stored[e.pk].maintenance_task_id for e in executions] == [first.pk] * 6 + [second.pk]
+    one = stored[executions[0].pk]
+    assert one.state == ExecutionState.RUNNING
+    assert one.hostname == "test-host"
+    assert one.started_at == executions[0].started_at
+    assert one.ended_at is one.error is one.terminated_reason is one.last_seen_at is None
+    # The instances are saved ones: completing them works without a reload.
+    assert executions[-1].complete()
+    assert MaintenanceTaskExecution.objects.get(pk=executions[-1].pk).state == "COMPLETED"
+
+
+def test_insert_executions_splits_what_one_statement_cannot_carry():
+    task = MaintenanceTaskFactory()
+    executions = new_executions(task, [str(number) for number in range(1200)])
+
+    insert_executions(executions, using="default")
+
+    assert len({execution.pk for execution in executions}) == 1200
+    assert MaintenanceTaskExecution.objects.filter(maintenance_task=task).count() == 1200
+
+
+def test_insert_executions_of_nothing_sends_nothing(django_assert_num_queries):
+    with django_assert_num_queries(0):
+        insert_executions([], using="default")
+
+
+def test_update_rows_adds_to_each_row_and_sets_the_rest():
+    tasks = [MaintenanceTaskFactory(attempt_number=number) for number in (0, 4, 9)]
+    untouched = MaintenanceTaskFactory(attempt_number=2)
+    now = timezone.now()
+
+    count = update_rows(
+        MaintenanceTask,
+        [task.pk for task in tasks],
+        {"last_error": "", "last_attempted_at": now},
+        using="default",
+        add={"attempt_number": 1},
+    )
+
+    assert count == 3
+    rows = MaintenanceTask.objects.filter(pk__in=[task.pk for task in tasks]).order_by("pk")
+    assert [row.attempt_number for row in rows] == [1, 5, 10]
+    assert {row.last_attempted_at for row in rows} == {now}
+    assert MaintenanceTask.objects.get(pk=untouched.pk).attempt_number == 2
+
+
+@pytest.mark.parametrize(
+    ("values", "literal"),
+    [
+        ([1, 22, 333], "{1,22,333}"),
+        (["a", "b"], '{"a","b"}'),
+        (['q"uote', "back\\slash"], '{"q\\"uote","back\\\\slash"}'),
+        ([], "{}"),
+    ],
+)
+def test_postgres_array_literals(values, literal):
+    assert postgres_array(values) == literal
