@@ -7,19 +7,28 @@ execution by id) learns it from PostgreSQL: a statement-level trigger on the
 executions table sends the ids of the tasks whose executions ended, once per
 statement and only when the transaction commits. Other databases have no
 such channel; there the runners fall back to their delays (polling).
+
+Opt-in, also PostgreSQL only: :func:`wake_on_change` adds a trigger to one of
+your tables that wakes a task when rows change there, so new work is
+dispatched within milliseconds while the task's delay between idle attempts
+stays long.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from django.db import connections
 
 logger = logging.getLogger("django_planton")
 
 CHANNEL = "django_planton_ended"
+#: Carries the names of tasks to attempt now (see :func:`wake_on_change`).
+WAKE_CHANNEL = "django_planton_wake"
 
 CREATE_TRIGGER_SQL = [
     f"""
@@ -54,6 +63,64 @@ DROP_TRIGGER_SQL = [
 ]
 
 
+WAKE_FUNCTION_SQL = f"""
+    CREATE OR REPLACE FUNCTION planton_wake_task() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('{WAKE_CHANNEL}', TG_ARGV[0]);
+        RETURN NULL;
+    END
+    $$
+"""
+
+_EVENTS = ("INSERT", "UPDATE", "DELETE")
+
+
+def wake_on_change(
+    model: str, task_name: str, *, events: Sequence[str] = ("INSERT", "UPDATE")
+) -> Any:
+    """A migration operation: wake ``task_name`` when ``events`` change ``model``'s table.
+
+    ``model`` is an ``"app_label.ModelName"`` label. Put the operation in a
+    migration of your app::
+
+        operations = [wake_on_change("accounts.UserAccount", "send_user_email")]
+
+    Every statement of those kinds on the table (once it commits) makes
+    every runner attempt the task at once, whatever its delay and back-off,
+    so the delay can stay long. The trigger is per statement, so a bulk
+    insert wakes the task once. PostgreSQL only: elsewhere the operation
+    does nothing and the task keeps its delays. Reversing it drops the
+    trigger.
+    """
+    from django.db import migrations
+
+    unknown = [event for event in events if event.upper() not in _EVENTS]
+    if not events or unknown:
+        raise ValueError(f"events must be some of {_EVENTS}, not {tuple(events)!r}")
+    kinds = " OR ".join(event.upper() for event in events)
+    trigger = "planton_wake_" + hashlib.sha1(task_name.encode()).hexdigest()[:16]
+    literal = "'" + task_name.replace("'", "''") + "'"
+
+    def forward(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        table = schema_editor.quote_name(apps.get_model(model)._meta.db_table)
+        schema_editor.execute(WAKE_FUNCTION_SQL)
+        schema_editor.execute(
+            f"CREATE TRIGGER {trigger} AFTER {kinds} ON {table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION planton_wake_task({literal})"
+        )
+
+    def backward(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        table = schema_editor.quote_name(apps.get_model(model)._meta.db_table)
+        schema_editor.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
+
+    return migrations.RunPython(forward, backward, elidable=False)
+
+
 def listening_supported(using: str) -> bool:
     connection = connections[using]
     if connection.vendor != "postgresql":
@@ -72,11 +139,17 @@ class EndedListener(threading.Thread):
     """
 
     def __init__(
-        self, *, using: str, on_task_ids: Callable[[set[int]], None], stopping: threading.Event
+        self,
+        *,
+        using: str,
+        on_task_ids: Callable[[set[int]], None],
+        stopping: threading.Event,
+        on_task_names: Callable[[set[str]], None] | None = None,
     ) -> None:
         super().__init__(name="planton-listener", daemon=True)
         self.using = using
         self.on_task_ids = on_task_ids
+        self.on_task_names = on_task_names
         self.stopping = stopping
         self.listening = threading.Event()
         self._failures = 0
@@ -97,13 +170,19 @@ class EndedListener(threading.Thread):
         params = connections[self.using].get_connection_params()
         with psycopg.connect(**params, autocommit=True) as connection:
             connection.execute(f"LISTEN {CHANNEL}")
+            if self.on_task_names is not None:
+                connection.execute(f"LISTEN {WAKE_CHANNEL}")
             self._failures = 0  # each outage backs off from the start again
             self.listening.set()
             while not self.stopping.is_set():
                 for notification in connection.notifies(timeout=0.5):
-                    self._deliver(notification.payload)
+                    self._deliver(notification.channel, notification.payload)
 
-    def _deliver(self, payload: str) -> None:
+    def _deliver(self, channel: str, payload: str) -> None:
+        if channel == WAKE_CHANNEL:
+            if payload and self.on_task_names is not None:
+                self.on_task_names({payload})
+            return
         task_ids = {int(part) for part in payload.split(",") if part.isdigit()}
         if task_ids:
             self.on_task_ids(task_ids)

@@ -302,6 +302,7 @@ class DatabaseCycleRunner:
         self.task_names_by_id: dict[int, str] = {}
         self._attempt_numbers: dict[str, int] = {}
         self._woken: set[str] = set()
+        self._forced: set[str] = set()
         self._database_failures: dict[str, int] = {}
         self._connections: set[Any] = set()
         self._statements = _Statements(using)
@@ -334,10 +335,12 @@ class DatabaseCycleRunner:
         with self._lock:
             woken = self._woken.intersection(names)
             self._woken.difference_update(woken)
+            forced = self._forced.intersection(names)
+            self._forced.difference_update(forced)
         self._track_connection()
         _ensure_usable(self.using)
         try:
-            reports = self._run_batch(tasks, may_schedule, woken)
+            reports = self._run_batch(tasks, may_schedule, woken, forced)
         except DatabaseError as error:
             return [self._database_failed(task, error) for task in tasks]
         for name in names:
@@ -346,14 +349,19 @@ class DatabaseCycleRunner:
 
     # -- wake-ups ------------------------------------------------------------
 
-    def wake(self, task_name: str) -> bool:
+    def wake(self, task_name: str, *, force: bool = False) -> bool:
         """Let the next cycle of ``task_name`` run before its next attempt time.
 
         Only when the task's last attempt (as this process saw it) found work
         or found every slot taken, attempt number 0: an idle task keeps
-        backing off, and its wake-ups cost nothing. Returns whether to wake.
+        backing off, and its wake-ups cost nothing. ``force`` (new rows in a
+        table watched by ``wake_on_change``) wakes it whatever its back-off.
+        Returns whether to wake.
         """
         with self._lock:
+            if force:
+                self._forced.add(task_name)
+                return True
             if self._attempt_numbers.get(task_name, 0) > 0:
                 return False  # backing off: a freed slot is no news to it
             self._woken.add(task_name)
@@ -362,7 +370,11 @@ class DatabaseCycleRunner:
     # -- internals -----------------------------------------------------------
 
     def _run_batch(
-        self, tasks: Sequence[Task], may_schedule: Callable[[], bool], woken: set[str]
+        self,
+        tasks: Sequence[Task],
+        may_schedule: Callable[[], bool],
+        woken: set[str],
+        forced: set[str],
     ) -> list[CycleReport]:
         now = timezone.now()
         names = [task.name for task in tasks]
@@ -385,7 +397,9 @@ class DatabaseCycleRunner:
                     continue
                 self.task_names_by_id[row.pk] = row.nid
                 self._attempt_numbers[task.name] = row.attempt_number
-                waiting = self._waiting(task, row, now, woken=task.name in woken)
+                waiting = self._waiting(
+                    task, row, now, woken=task.name in woken, forced=task.name in forced
+                )
                 if waiting is None:
                     due.append((task, row))
                 else:
@@ -416,14 +430,15 @@ class DatabaseCycleRunner:
         }
 
     def _waiting(
-        self, task: Task, row: _TaskRow, now: datetime, *, woken: bool
+        self, task: Task, row: _TaskRow, now: datetime, *, woken: bool, forced: bool = False
     ) -> CycleReport | None:
         """How long a paused or not yet due task waits; None when it is due."""
         if row.is_paused:
             delay, _ = compute_delay(task, row.attempt_number)
             return CycleReport(delay=self._capped(max(delay, self.poll_interval)))
         if (
-            row.next_attempt_at is None
+            forced
+            or row.next_attempt_at is None
             or row.next_attempt_at <= now
             or (woken and row.attempt_number == 0)
         ):
@@ -726,7 +741,10 @@ class Runner:
             # The trigger's NOTIFY reaches this process too: listening to the
             # in-process signal as well would wake each task twice.
             self.listener = EndedListener(
-                using=self.using, on_task_ids=self._wake_ids, stopping=self._stopping
+                using=self.using,
+                on_task_ids=self._wake_ids,
+                on_task_names=self._wake_now,
+                stopping=self._stopping,
             )
             self.listener.start()
         else:
@@ -797,6 +815,12 @@ class Runner:
 
     def _on_executions_ended(self, sender: Any, task_ids: set[int], **kwargs: Any) -> None:
         self._wake_ids(task_ids)
+
+    def _wake_now(self, task_names: set[str]) -> None:
+        """A trigger of ``wake_on_change``: attempt these tasks now, back-off or not."""
+        for name in task_names & self._names:
+            self.cycle_runner.wake(name, force=True)
+            self.planton.wake(name)
 
     def _wake_ids(self, task_ids: set[int]) -> None:
         for task_id in task_ids:
