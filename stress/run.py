@@ -1013,8 +1013,9 @@ class Stress:
 
     def listeners(self) -> int:
         return self.database.value(
-            "SELECT count(*) FROM pg_stat_activity WHERE query = %s",
-            ("LISTEN django_planton_ended",),
+            # A listener's last statement is one of its LISTENs.
+            "SELECT count(*) FROM pg_stat_activity WHERE query IN (%s, %s)",
+            ("LISTEN django_planton_ended", "LISTEN django_planton_wake"),
         )
 
     def scenario_sigterm(self) -> None:
