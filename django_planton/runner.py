@@ -340,7 +340,7 @@ class DatabaseCycleRunner:
         self._track_connection()
         _ensure_usable(self.using)
         try:
-            reports = self._run_batch(tasks, may_schedule, woken, forced)
+            reports = self._run_batch(tasks, names, may_schedule, woken, forced)
         except DatabaseError as error:
             return [self._database_failed(task, error) for task in tasks]
         for name in names:
@@ -372,12 +372,12 @@ class DatabaseCycleRunner:
     def _run_batch(
         self,
         tasks: Sequence[Task],
+        names: list[str],
         may_schedule: Callable[[], bool],
         woken: set[str],
         forced: set[str],
     ) -> list[CycleReport]:
         now = timezone.now()
-        names = [task.name for task in tasks]
         reports: dict[str, CycleReport] = {}
         with transaction.atomic(using=self.using):
             if self._write_lock_first:
@@ -430,7 +430,7 @@ class DatabaseCycleRunner:
         }
 
     def _waiting(
-        self, task: Task, row: _TaskRow, now: datetime, *, woken: bool, forced: bool = False
+        self, task: Task, row: _TaskRow, now: datetime, *, woken: bool, forced: bool
     ) -> CycleReport | None:
         """How long a paused or not yet due task waits; None when it is due."""
         if row.is_paused:

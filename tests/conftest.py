@@ -1,9 +1,11 @@
-"""Fixtures shared by the tests of the Django layer.
+"""Fixtures shared by the tests of the core and of the Django layer.
 
 Nothing here needs the database by itself, so the database-free tests of the
 core run next to these without paying for it. Timing is never asserted
 exactly: background work is polled with ``wait_until`` and delays are tiny.
 
+* ``make_planton`` builds core loops (events to ``recorder``) and stops them
+  at teardown; ``gate`` is opened first, so user code blocked on it ends.
 * ``planton_registry`` empties the global task registry for one test and
   restores it afterwards, so that no test leaks tasks into another;
   ``make_task`` builds (and registers) a task with a given schedule and delay.
@@ -32,9 +34,12 @@ from urllib.parse import quote
 import pytest
 from django.db import connection, connections
 
-from django_planton.core import ScheduleContext, Task
+from django_planton.core import Planton, ScheduleContext, Task
 from django_planton.registry import TaskRegistry, registry
 from django_planton.runner import Runner
+
+from . import support
+from .support import Log, Recorder, no_active
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBPROCESS_SETTINGS = "tests.settings_subprocess"
@@ -70,23 +75,9 @@ def django_db_modify_db_settings(
 # -- polling and threads ---------------------------------------------------------
 
 
-def _wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005) -> Any:
-    """Poll ``predicate`` until it returns something true or ``timeout`` seconds pass.
-
-    Returns the last value of ``predicate``, so ``assert wait_until(...)`` fails
-    with something to look at.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
 @pytest.fixture
 def wait_until() -> Callable[..., Any]:
-    return _wait_until
+    return support.wait_until
 
 
 def _in_other_thread(function: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -115,6 +106,59 @@ def in_other_thread() -> Callable[..., Any]:
     return _in_other_thread
 
 
+# -- the core loop -----------------------------------------------------------------
+
+_RECORDER = object()
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def gate() -> threading.Event:
+    """An event that blocking user code waits on; opened before any Planton stops."""
+    return threading.Event()
+
+
+@pytest.fixture
+def make_planton(recorder: Recorder, gate: threading.Event) -> Iterator[Callable[..., Planton]]:
+    """Build (and by default start) Plantons; every one is stopped at teardown.
+
+    Events go to ``recorder`` unless ``on_task``/``on_error`` say otherwise;
+    other keywords (``cycle_runner``, ``max_workers``, ``batch_size``) go to
+    :class:`Planton`.
+    """
+    created: list[Planton] = []
+
+    def make(
+        tasks: Sequence[Task],
+        get_active: Callable[[str], Sequence[str]] = no_active,
+        *,
+        on_task: Any = _RECORDER,
+        on_error: Any = _RECORDER,
+        start: bool = True,
+        **kwargs: Any,
+    ) -> Planton:
+        planton = Planton(
+            tasks=tasks,
+            get_active_task_instructions=get_active,
+            on_task=recorder.on_task if on_task is _RECORDER else on_task,
+            on_error=recorder.on_error if on_error is _RECORDER else on_error,
+            **kwargs,
+        )
+        created.append(planton)
+        if start:
+            planton.start()
+        return planton
+
+    yield make
+    gate.set()
+    for planton in created:
+        planton.stop(timeout=5)
+
+
 # -- the registry and tasks -----------------------------------------------------
 
 
@@ -129,37 +173,12 @@ def planton_registry() -> Iterator[TaskRegistry]:
         registry._tasks = saved
 
 
-class Calls:
-    """A thread-safe log, for what schedule functions and receivers see."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: list[Any] = []
-
-    def append(self, item: Any) -> None:
-        with self._lock:
-            self._items.append(item)
-
-    @property
-    def items(self) -> list[Any]:
-        with self._lock:
-            return list(self._items)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-    def __getitem__(self, index: int) -> Any:
-        with self._lock:
-            return self._items[index]
-
-
 def scripted(*batches: Sequence[Any], then: Sequence[Any] = ()) -> Callable[[ScheduleContext], Any]:
     """A schedule that returns ``batches`` one per call, then ``then`` forever.
 
     Its ``contexts`` attribute logs the :class:`ScheduleContext` of every call.
     """
-    contexts = Calls()
+    contexts = Log()
     remaining = list(batches)
     lock = threading.Lock()
 
@@ -238,7 +257,7 @@ def make_runner() -> Iterator[Callable[..., Runner]]:
             assert runner.stop(timeout=10), "a runner did not stop within 10 s"
 
 
-class SignalLog(Calls):
+class SignalLog(Log):
     """A receiver that records the ``sender`` and keyword arguments of every signal."""
 
     def __call__(self, sender: Any, **kwargs: Any) -> None:

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,79 +42,13 @@ from django_planton.errors import (
     UnexpectedTaskInstructionsError,
 )
 
+from .support import Log, no_active, nothing, wait_until
+
 TINY = 0.002
 
 
 def tiny_delay(attempt_number: int) -> float:
     return TINY
-
-
-def nothing(context: ScheduleContext) -> list[str]:
-    return []
-
-
-def no_active(task_name: str) -> list[str]:
-    return []
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 2.0) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.002)
-
-
-class Log:
-    """A thread-safe list of whatever the loop hands us."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: list = []
-
-    def append(self, item) -> None:
-        with self._lock:
-            self._items.append(item)
-
-    @property
-    def items(self) -> list:
-        with self._lock:
-            return list(self._items)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-
-class Recorder:
-    """Collects ``on_task`` and ``on_error`` events."""
-
-    def __init__(self) -> None:
-        self.task_events = Log()
-        self.error_events = Log()
-
-    def on_task(self, event: TaskEvent) -> None:
-        self.task_events.append(event)
-
-    def on_error(self, event: ErrorEvent) -> None:
-        self.error_events.append(event)
-
-    def instructions(self, task_name: str | None = None) -> list[str]:
-        return [
-            event.instruction
-            for event in self.task_events.items
-            if task_name is None or event.task_name == task_name
-        ]
-
-    def errors(self, task_name: str | None = None) -> list[BaseException]:
-        return [
-            event.error
-            for event in self.error_events.items
-            if task_name is None or event.task_name == task_name
-        ]
 
 
 class Counter:
@@ -133,52 +66,6 @@ class Counter:
     def value(self) -> int:
         with self._lock:
             return self._value
-
-
-_RECORDER = object()
-
-
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def gate():
-    """An event that blocking user code waits on; opened before any Planton stops."""
-    return threading.Event()
-
-
-@pytest.fixture
-def make_planton(recorder, gate):
-    """Build (and by default start) Plantons; every one is stopped at teardown."""
-    created: list[Planton] = []
-
-    def make(
-        tasks,
-        get_active=no_active,
-        *,
-        on_task=_RECORDER,
-        on_error=_RECORDER,
-        start=True,
-        **kwargs,
-    ) -> Planton:
-        planton = Planton(
-            tasks=tasks,
-            get_active_task_instructions=get_active,
-            on_task=recorder.on_task if on_task is _RECORDER else on_task,
-            on_error=recorder.on_error if on_error is _RECORDER else on_error,
-            **kwargs,
-        )
-        created.append(planton)
-        if start:
-            planton.start()
-        return planton
-
-    yield make
-    gate.set()
-    for planton in created:
-        planton.stop(timeout=5)
 
 
 def task(name="t", schedule=nothing, *, delay=tiny_delay, **kwargs) -> Task:

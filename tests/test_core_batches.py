@@ -29,12 +29,9 @@ from django_planton.core import (
     BATCH_SLACK,
     BatchCycleRunner,
     CycleReport,
-    ErrorEvent,
     MemoryCycleRunner,
     Planton,
-    ScheduleContext,
     Task,
-    TaskEvent,
     compute_limit,
     run_cycle,
     validate_instructions,
@@ -45,58 +42,10 @@ from django_planton.errors import (
     UnexpectedTaskInstructionsError,
 )
 
+from .support import Log, nothing, wait_until
+
 #: A delay no test waits out: a task given it is not attempted again.
 LONG = 30.0
-
-
-def nothing(context: ScheduleContext) -> list[str]:
-    return []
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 2.0) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.002)
-
-
-class Log:
-    """A thread-safe list of whatever the loop hands us."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: list = []
-
-    def append(self, item) -> None:
-        with self._lock:
-            self._items.append(item)
-
-    @property
-    def items(self) -> list:
-        with self._lock:
-            return list(self._items)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-
-class Recorder:
-    """Collects ``on_task`` and ``on_error`` events."""
-
-    def __init__(self) -> None:
-        self.task_events = Log()
-        self.error_events = Log()
-
-    def on_task(self, event: TaskEvent) -> None:
-        self.task_events.append(event)
-
-    def on_error(self, event: ErrorEvent) -> None:
-        self.error_events.append(event)
 
 
 @dataclass(frozen=True)
@@ -177,41 +126,6 @@ def tasks_named(*names: str) -> list[Task]:
     return [Task(name, nothing) for name in names]
 
 
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def gate():
-    """An event that blocking runner code waits on; opened before any Planton stops."""
-    return threading.Event()
-
-
-@pytest.fixture
-def make_planton(recorder, gate):
-    """Build (and by default start) Plantons; every one is stopped at teardown."""
-    created: list[Planton] = []
-
-    def make(tasks, runner, *, start=True, **kwargs) -> Planton:
-        planton = Planton(
-            tasks,
-            on_task=recorder.on_task,
-            on_error=recorder.on_error,
-            cycle_runner=runner,
-            **kwargs,
-        )
-        created.append(planton)
-        if start:
-            planton.start()
-        return planton
-
-    yield make
-    gate.set()
-    for planton in created:
-        planton.stop(timeout=5)
-
-
 # -- which runners batch -----------------------------------------------------------
 
 
@@ -229,7 +143,7 @@ def test_batch_size_below_one_raises(batch_size):
 
 def test_batch_size_one_never_calls_run_batch(make_planton):
     runner = BatchRunner()
-    make_planton(tasks_named("a", "b", "c", "d"), runner, batch_size=1)
+    make_planton(tasks_named("a", "b", "c", "d"), cycle_runner=runner, batch_size=1)
     assert wait_until(lambda: len(runner.calls) >= 4)
     time.sleep(0.02)
     assert runner.batches() == []
@@ -240,7 +154,7 @@ def test_batch_size_one_never_calls_run_batch(make_planton):
 def test_runner_without_run_batch_attempts_each_task_alone(make_planton, batch_size):
     runner = PlainRunner()
     assert not hasattr(runner, "run_batch")
-    make_planton(tasks_named("a", "b", "c", "d"), runner, batch_size=batch_size)
+    make_planton(tasks_named("a", "b", "c", "d"), cycle_runner=runner, batch_size=batch_size)
     assert wait_until(lambda: len(runner.calls) >= 4)
     time.sleep(0.02)
     assert sorted(runner.runs()) == ["a", "b", "c", "d"]
@@ -280,7 +194,7 @@ def test_memory_runner_runs_quiet_tasks_in_parallel_not_one_after_another():
 
 def test_quiet_tasks_due_at_start_share_one_run_batch(make_planton):
     runner = BatchRunner()
-    make_planton(tasks_named("a", "b", "c", "d", "e"), runner)
+    make_planton(tasks_named("a", "b", "c", "d", "e"), cycle_runner=runner)
     assert wait_until(lambda: len(runner.calls) >= 1)
     time.sleep(0.02)
     assert runner.runs() == []
@@ -292,7 +206,7 @@ def test_quiet_tasks_due_at_start_share_one_run_batch(make_planton):
 def test_batch_size_caps_each_run_batch_and_covers_every_task_once(make_planton, batch_size):
     names = ["a", "b", "c", "d", "e"]
     runner = BatchRunner()
-    make_planton(tasks_named(*names), runner, batch_size=batch_size)
+    make_planton(tasks_named(*names), cycle_runner=runner, batch_size=batch_size)
     expected_calls = math.ceil(len(names) / batch_size)
     assert wait_until(lambda: len(runner.calls) >= expected_calls)
     time.sleep(0.02)
@@ -306,7 +220,7 @@ def test_batch_size_caps_each_run_batch_and_covers_every_task_once(make_planton,
 def test_default_batch_size_is_batch_size(make_planton):
     names = [f"t{number:03}" for number in range(BATCH_SIZE + 1)]
     runner = BatchRunner()
-    make_planton(tasks_named(*names), runner)
+    make_planton(tasks_named(*names), cycle_runner=runner)
     assert wait_until(lambda: len(runner.calls) >= 2)
     time.sleep(0.02)
     assert sorted(len(batch) for batch in runner.batches()) == [1, BATCH_SIZE]
@@ -322,7 +236,7 @@ def test_each_report_of_a_batch_goes_to_its_own_task(make_planton, recorder):
         )
 
     runner = BatchRunner(report)
-    make_planton(tasks_named("a", "b", "c", "d"), runner)
+    make_planton(tasks_named("a", "b", "c", "d"), cycle_runner=runner)
     assert wait_until(lambda: len(recorder.error_events) >= 4 and len(recorder.task_events) >= 4)
     assert len(runner.batches()) == 1
     task_events = recorder.task_events.items
@@ -341,7 +255,7 @@ def test_a_task_that_dispatched_is_attempted_alone_until_it_finds_nothing(make_p
         return CycleReport(delay=0.02 if number < 8 else LONG)
 
     runner = BatchRunner(report)
-    make_planton(tasks_named("busy", "q1", "q2"), runner)
+    make_planton(tasks_named("busy", "q1", "q2"), cycle_runner=runner)
     assert wait_until(lambda: runner.attempted("busy") >= 5)
     assert wait_until(lambda: runner.attempted("q1") >= 5 and runner.attempted("q2") >= 5)
 
@@ -356,7 +270,7 @@ def test_a_task_that_dispatched_is_attempted_alone_until_it_finds_nothing(make_p
 def test_a_quiet_task_not_yet_due_is_left_out_of_the_batch(make_planton):
     runner = BatchRunner(first_delay=lambda task: 0.3 if task.name == "late" else 0.0)
     started = time.monotonic()
-    make_planton(tasks_named("a", "late", "b"), runner)
+    make_planton(tasks_named("a", "late", "b"), cycle_runner=runner)
     assert wait_until(lambda: runner.attempted("late") >= 1)
     first, *rest = runner.calls.items
     assert first.kind == "batch"
@@ -377,7 +291,7 @@ def test_quiet_tasks_due_within_the_slack_share_a_batch(make_planton):
         return CycleReport(delay=delays[task.name] if number == 0 else LONG)
 
     runner = BatchRunner(report)
-    make_planton(tasks_named("a", "b", "c"), runner)
+    make_planton(tasks_named("a", "b", "c"), cycle_runner=runner)
     assert wait_until(lambda: runner.attempted("c") >= 2)
     time.sleep(0.02)
     first, second, third = runner.calls.items
@@ -391,13 +305,13 @@ def test_quiet_tasks_are_handed_out_late_by_at_most_a_tenth_of_their_delay(make_
     # Reads the heap's entries: they are only handed out well after the check.
     delays = {"short": 0.15, "long": 10.0, "none": LONG}
     runner = BatchRunner(first_delay=lambda task: delays[task.name])
-    planton = make_planton(tasks_named(*delays), runner)
+    planton = make_planton(tasks_named(*delays), cycle_runner=runner)
     with planton._condition:
         slack = {name: due.at - due.due_at for name, due in planton._pending.items()}
     assert slack == pytest.approx({"short": 0.015, "long": BATCH_SLACK, "none": BATCH_SLACK})
 
     plain = make_planton(
-        tasks_named(*delays), PlainRunner(first_delay=lambda task: delays[task.name])
+        tasks_named(*delays), cycle_runner=PlainRunner(first_delay=lambda task: delays[task.name])
     )
     with plain._condition:
         assert {due.at - due.due_at for due in plain._pending.values()} == {0.0}
@@ -453,7 +367,9 @@ def test_no_task_is_attempted_before_it_is_due_nor_twice_at_once(make_planton):
         return CycleReport(delay=cycle[(number + offset) % len(cycle)])
 
     runner = CheckingRunner(report)
-    make_planton(tasks_named(*(f"t{number}" for number in range(12))), runner, max_workers=4)
+    make_planton(
+        tasks_named(*(f"t{number}" for number in range(12))), cycle_runner=runner, max_workers=4
+    )
     assert wait_until(lambda: all(runner.attempted(f"t{n}") >= 15 for n in range(12)), timeout=5)
     assert problems.items == []
     assert runner.runs() == []
@@ -468,7 +384,7 @@ def test_a_woken_task_is_attempted_alone_through_run(make_planton):
         return CycleReport(delay=0.03 if kind == "run" else LONG)
 
     runner = BatchRunner(report, first_delay=LONG)
-    planton = make_planton(tasks_named("a", "b", "c"), runner, max_workers=3)
+    planton = make_planton(tasks_named("a", "b", "c"), cycle_runner=runner, max_workers=3)
     planton.wake("a")
     planton.wake("b")
     assert wait_until(lambda: runner.attempted("a") >= 2 and runner.attempted("b") >= 2)
@@ -490,7 +406,7 @@ def test_a_task_woken_during_its_batch_is_attempted_alone_right_after(make_plant
             return super().run_batch(tasks, may_schedule)
 
     runner = BlockingRunner()
-    planton = make_planton(tasks_named("a", "b"), runner)
+    planton = make_planton(tasks_named("a", "b"), cycle_runner=runner)
     assert entered.wait(2)
     planton.wake("a")
     gate.set()
@@ -533,7 +449,7 @@ def test_a_broken_batch_is_an_error_for_each_of_its_tasks_and_the_loop_goes_on(
             return super().run_batch(tasks, may_schedule)
 
     runner = BrokenOnceRunner()
-    make_planton(tasks_named("a", "b", "c"), runner)
+    make_planton(tasks_named("a", "b", "c"), cycle_runner=runner)
     assert wait_until(lambda: all(runner.attempted(name) >= 2 for name in "abc"))
 
     errors = recorder.error_events.items
@@ -579,7 +495,7 @@ def test_no_run_batch_or_schedule_starts_after_stop_returns(make_planton, round_
         return CycleReport(delay=0.0)
 
     runner = SchedulingRunner(report)
-    planton = make_planton(tasks_named("a", "b", "c", "d"), runner)
+    planton = make_planton(tasks_named("a", "b", "c", "d"), cycle_runner=runner)
     assert wait_until(lambda: len(runner.batches()) >= 20)
     assert planton.stop(timeout=2) is True
     stopped.set()
@@ -607,7 +523,7 @@ def test_stop_waits_for_a_batch_in_flight_whose_may_schedule_turns_false(make_pl
                 left.set()
 
     runner = BlockingRunner()
-    planton = make_planton(tasks_named("a", "b"), runner)
+    planton = make_planton(tasks_named("a", "b"), cycle_runner=runner)
     assert entered.wait(2)
     assert planton.stop(timeout=0.02) is False  # the batch is still in flight
     gate.set()
