@@ -21,6 +21,7 @@ thread per task, and a slow ``schedule`` of one task does not hold up another
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -110,6 +111,11 @@ class ErrorEvent:
     task_name: str
     error: BaseException
 
+
+#: Called with the task names of each attempt (one task, or a batch); the
+#: context manager it returns is entered around the attempt, in the worker
+#: thread that runs it. A documented hook for profilers and benchmarks.
+AttemptHook = Callable[[Sequence[str]], contextlib.AbstractContextManager[object]]
 
 ScheduleFunction = Callable[[ScheduleContext], Sequence[str | int]]
 DelayFunction = Callable[[int], float]
@@ -418,6 +424,10 @@ class MemoryCycleRunner:
         )
 
 
+def _no_hook(names: Sequence[str]) -> contextlib.AbstractContextManager[object]:
+    return contextlib.nullcontext()
+
+
 def _errors(*errors: BaseException | None) -> tuple[BaseException, ...]:
     return tuple(error for error in errors if error is not None)
 
@@ -446,6 +456,10 @@ class Planton:
     attempted together, up to ``batch_size`` (:data:`BATCH_SIZE`) per batch,
     never before they are due. A task that dispatched work has its own
     attempts, so a busy task never waits behind a batch.
+
+    ``around_attempt`` (an :data:`AttemptHook`) wraps every attempt in the
+    worker thread that runs it: a documented place for profilers and
+    benchmarks to measure cycles without touching the loop's internals.
     """
 
     def __init__(
@@ -458,6 +472,7 @@ class Planton:
         cycle_runner: CycleRunner | None = None,
         max_workers: int | None = None,
         batch_size: int | None = None,
+        around_attempt: AttemptHook | None = None,
     ) -> None:
         self._tasks: dict[str, Task] = {}
         for task in tasks:
@@ -478,6 +493,7 @@ class Planton:
         if batch_size is not None and batch_size < 1:
             raise PlantonError("batch_size must be at least 1.")
         self._runner = cycle_runner
+        self._around_attempt = around_attempt
         self._on_task = on_task
         self._on_error = on_error
         self._max_workers = max_workers or max(1, min(32, len(self._tasks)))
@@ -505,6 +521,11 @@ class Planton:
     @property
     def is_running(self) -> bool:
         return self._state == "running"
+
+    @property
+    def max_workers(self) -> int:
+        """The most cycles (single tasks or batches) that run at once."""
+        return self._max_workers
 
     def start(self) -> None:
         """Start scheduling in the background and return at once."""
@@ -656,14 +677,9 @@ class Planton:
             self._busy_threads.add(me)
         delays: dict[str, float] = dict.fromkeys(names, DEFAULT_DELAY)
         try:
-            if batch:
-                reports = self._runner.run_batch(tasks, self._may_schedule)  # type: ignore[attr-defined]
-                if len(reports) != len(tasks):
-                    raise UnexpectedStateError(
-                        f"run_batch returned {len(reports)} reports for {len(tasks)} tasks."
-                    )
-            else:
-                reports = [self._runner.run(tasks[0], self._may_schedule)]
+            hook = self._around_attempt or _no_hook
+            with hook(names):
+                reports = self._reports(tasks, batch=batch)
             for task, report in zip(tasks, reports, strict=True):
                 delays[task.name] = report.delay
                 if report.instructions:
@@ -680,6 +696,16 @@ class Planton:
                 self._busy_threads.discard(me)
                 self._condition.notify_all()
             self._schedule_next(delays.items())
+
+    def _reports(self, tasks: list[Task], *, batch: bool) -> list[CycleReport]:
+        if not batch:
+            return [self._runner.run(tasks[0], self._may_schedule)]
+        reports = self._runner.run_batch(tasks, self._may_schedule)  # type: ignore[attr-defined]
+        if len(reports) != len(tasks):
+            raise UnexpectedStateError(
+                f"run_batch returned {len(reports)} reports for {len(tasks)} tasks."
+            )
+        return list(reports)
 
     def _guarded_first(self, task: Task) -> CycleReport:
         try:

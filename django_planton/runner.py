@@ -50,6 +50,7 @@ from django.utils import timezone
 from . import signals
 from .conf import get_setting
 from .core import (
+    AttemptHook,
     CycleOutcome,
     CycleReport,
     Planton,
@@ -695,6 +696,7 @@ class Runner:
         hostname: str | None = None,
         housekeeping_interval: float | None = None,
         batch_size: int | None = None,
+        around_attempt: AttemptHook | None = None,
     ) -> None:
         self.tasks = list(registry.select() if tasks is None else tasks)
         self.using = using
@@ -705,6 +707,7 @@ class Runner:
             cycle_runner=self.cycle_runner,
             max_workers=max(1, min(workers, len(self.tasks) or 1)),
             batch_size=batch_size or get_setting("PLANTON_BATCH_SIZE"),
+            around_attempt=around_attempt,
         )
         self.housekeeping_interval = float(
             housekeeping_interval or get_setting("PLANTON_HOUSEKEEPING_INTERVAL")

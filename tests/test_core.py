@@ -8,6 +8,7 @@ fixture is stopped when its test ends.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -1391,3 +1392,47 @@ def test_memory_cycle_runner_reports_errors():
     first = failing_delay.first(t2)
     assert first.delay == 1.0
     assert isinstance(first.errors[0], UnexpectedStateError)
+
+
+# -- the documented attempt hook -------------------------------------------------
+
+
+def test_around_attempt_wraps_every_attempt_in_its_worker_thread(make_planton):
+    entered = Log()
+
+    @contextlib.contextmanager
+    def around(names):
+        entered.append((tuple(names), threading.current_thread().name, "enter"))
+        yield
+        entered.append((tuple(names), threading.current_thread().name, "exit"))
+
+    calls = Log()
+
+    def schedule(context):
+        calls.append(threading.current_thread().name)
+        return []
+
+    planton = make_planton(
+        [Task(name="hooked", schedule=schedule, calculate_delay=lambda attempt: 0.01)],
+        around_attempt=around,
+    )
+    assert wait_until(lambda: len(calls) >= 2)
+    planton.stop(timeout=5)
+    enters = [item for item in entered.items if item[2] == "enter"]
+    exits = [item for item in entered.items if item[2] == "exit"]
+    assert len(enters) == len(exits) >= len(calls) >= 2
+    assert {names for names, _, _ in enters} == {("hooked",)}
+    assert {thread for _, thread, _ in enters} <= set(calls.items)
+    assert planton.max_workers == 1
+
+
+def test_a_raising_attempt_hook_is_reported_and_the_loop_goes_on(make_planton, recorder):
+    def around(names):
+        raise RuntimeError("hook broke")
+
+    make_planton(
+        [Task(name="hooked", schedule=nothing, calculate_delay=lambda attempt: 0.01)],
+        around_attempt=around,
+    )
+    assert wait_until(lambda: len(recorder.error_events) >= 2)
+    assert all("hook broke" in str(event.error) for event in recorder.error_events.items)
