@@ -37,6 +37,7 @@ from django.db import connection, connections
 from django_planton.core import Planton, ScheduleContext, Task
 from django_planton.registry import TaskRegistry, registry
 from django_planton.runner import Runner
+from scripts import measure
 
 from . import support
 from .support import Log, Recorder, no_active
@@ -377,24 +378,12 @@ def running_sampler() -> Iterator[Callable[[str], RunningSampler]]:
         sampler.stop()
 
 
-def _most_at_once(executions: Iterable[Any]) -> int:
-    """The most executions whose [started_at, ended_at) intervals overlap."""
-    events = []
-    for execution in executions:
-        assert execution.ended_at is not None, execution
-        assert execution.started_at <= execution.ended_at
-        events.append((execution.started_at, 1))
-        events.append((execution.ended_at, -1))
-    running = peak = 0
-    for _at, change in sorted(events):  # at one instant, an end (-1) sorts before a start
-        running += change
-        peak = max(peak, running)
-    return peak
-
-
 @pytest.fixture
 def most_at_once() -> Callable[[Iterable[Any]], int]:
-    return _most_at_once
+    """The most executions whose [started_at, ended_at) intervals overlap."""
+    return lambda executions: measure.most_at_once(
+        (execution.started_at, execution.ended_at) for execution in executions
+    )
 
 
 # -- subprocesses -----------------------------------------------------------------
