@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django_planton.core import ErrorEvent, ScheduleContext, TaskEvent
@@ -89,3 +89,23 @@ def nothing(context: ScheduleContext) -> list[str]:
 def no_active(task_name: str) -> list[str]:
     """Active instructions of a Planton without a database: none."""
     return []
+
+
+def scripted(*batches: Sequence[Any], then: Sequence[Any] = ()) -> Callable[[ScheduleContext], Any]:
+    """A schedule that returns ``batches`` one per call, then ``then`` forever.
+
+    Its ``contexts`` attribute logs the :class:`ScheduleContext` of every call.
+    """
+    contexts = Log()
+    remaining = list(batches)
+    lock = threading.Lock()
+
+    def schedule(context: ScheduleContext) -> Any:
+        contexts.append(context)
+        with lock:
+            if remaining:
+                return remaining.pop(0)
+        return list(then)
+
+    schedule.contexts = contexts  # type: ignore[attr-defined]
+    return schedule

@@ -14,7 +14,7 @@ from django_planton import signals
 from django_planton.admin import MaintenanceTaskAdmin
 from django_planton.models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
 
-from .factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
+from ..factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from django_planton import signals
 from django_planton.management.commands.run_planton import Command
 from django_planton.registry import TaskRegistry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django_planton import signals
 from django_planton.models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
 
-from .factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
+from ..factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

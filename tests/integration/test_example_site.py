@@ -34,7 +34,7 @@ from example_site.accounts.tasks import (
     send_user_email,
 )
 
-from .factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory, UserAccountFactory
+from ..factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory, UserAccountFactory
 
 
 def context_for(task: Task, *, limit: int, active: tuple[str, ...] = ()) -> ScheduleContext:

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_planton import signals
 from django_planton.models import MaintenanceTask, MaintenanceTaskExecution
 
-from .factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
+from ..factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
 
 pytestmark = [
     pytest.mark.postgresql,

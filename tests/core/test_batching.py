@@ -32,17 +32,10 @@ from django_planton.core import (
     MemoryCycleRunner,
     Planton,
     Task,
-    compute_limit,
-    run_cycle,
-    validate_instructions,
 )
-from django_planton.errors import (
-    PlantonError,
-    UnexpectedStateError,
-    UnexpectedTaskInstructionsError,
-)
+from django_planton.errors import PlantonError, UnexpectedStateError
 
-from .support import Log, nothing, wait_until
+from ..support import Log, nothing, wait_until
 
 #: A delay no test waits out: a task given it is not attempted again.
 LONG = 30.0
@@ -531,68 +524,3 @@ def test_stop_waits_for_a_batch_in_flight_whose_may_schedule_turns_false(make_pl
     assert planton.stop(timeout=2) is True
     assert answers.items == [True, False]
     assert len(runner.batches()) == 1
-
-
-# -- the fast paths of the pure functions ----------------------------------------------
-
-
-def test_compute_limit_by_default_rejects_more_active_than_concurrency():
-    task = Task("t", nothing, concurrency=2)
-    assert compute_limit(task, 2, []) == 2
-    assert compute_limit(task, 2, ["a", "b"]) == 0
-    with pytest.raises(UnexpectedStateError, match="-1"):
-        compute_limit(task, 2, ["a", "b", "c"])
-    with pytest.raises(UnexpectedStateError):
-        compute_limit(task, 1, ["a", "b"])  # the concurrency argument wins
-
-
-def test_compute_limit_calls_a_calculate_limit_even_if_it_is_falsy():
-    class FalsyLimit:
-        def __bool__(self):
-            return False
-
-        def __call__(self, concurrency, active):
-            return 7
-
-    assert compute_limit(Task("t", nothing, calculate_limit=FalsyLimit()), 1, []) == 7
-
-
-@pytest.mark.parametrize("empty", [[], ()])
-def test_validate_instructions_accepts_an_empty_batch(empty):
-    assert validate_instructions("t", empty, limit=0, active=["a"]) == ()
-    assert validate_instructions("t", empty, limit=3, active=[]) == ()
-
-
-@pytest.mark.parametrize("result", ["", b"", {}, set(), None, 0, False, iter([]), "ab", {"a"}])
-def test_validate_instructions_still_rejects_what_is_not_a_list_or_tuple(result):
-    with pytest.raises(UnexpectedTaskInstructionsError, match="list or tuple") as info:
-        validate_instructions("t", result, limit=5, active=[])
-    assert info.value.unexpected_task_instructions is result
-
-
-def test_validate_instructions_still_checks_a_non_empty_batch():
-    with pytest.raises(UnexpectedTaskInstructionsError, match="limit"):
-        validate_instructions("t", ["a"], limit=0, active=[])
-    with pytest.raises(UnexpectedTaskInstructionsError, match="already active"):
-        validate_instructions("t", ["a"], limit=2, active=["a"])
-
-
-@pytest.mark.parametrize("active", [[], (), iter([])])
-def test_run_cycle_with_no_active_instructions_schedules(active):
-    outcome = run_cycle(
-        Task("t", lambda c: [c.limit]), attempt_number=0, active_task_instructions=active
-    )
-    assert outcome.errors == ()
-    assert outcome.instructions == ("1",)
-
-
-@pytest.mark.parametrize("active", ["", b"", None, 3])
-def test_run_cycle_still_rejects_active_instructions_that_are_not_a_sequence(active):
-    schedule_calls = Log()
-    task = Task("t", lambda context: schedule_calls.append(context) or [])
-    outcome = run_cycle(task, attempt_number=2, active_task_instructions=active)
-    [error] = outcome.errors
-    assert isinstance(error, UnexpectedStateError)
-    assert outcome.attempt_number == 2
-    assert not outcome.scheduled
-    assert schedule_calls.items == []

@@ -12,6 +12,6 @@ from example_site import settings as _base
 
 globals().update({name: value for name, value in vars(_base).items() if name.isupper()})
 
-INSTALLED_APPS = [*_base.INSTALLED_APPS, "tests.testapp.apps.PlantonTestAppConfig"]
+INSTALLED_APPS = [*_base.INSTALLED_APPS, "tests.integration.testapp.apps.PlantonTestAppConfig"]
 
 PLANTON_HOSTNAME = os.environ.get("PLANTON_TEST_HOSTNAME") or None

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class PlantonTestAppConfig(AppConfig):
-    name = "tests.testapp"
+    name = "tests.integration.testapp"
     label = "planton_testapp"
     verbose_name = "django-planton test app"
 

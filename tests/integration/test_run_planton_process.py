@@ -1,0 +1,139 @@
+"""``manage.py run_planton`` as a real process: exit codes, signals, the shutdown timeout.
+
+These tests use ``tests/integration/settings_subprocess.py``: the example site
+plus ``tests.integration.testapp``, whose ``ready()`` registers ``testapp_idle`` and
+``testapp_claim_jobs``.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from django_planton.models import MaintenanceTask
+
+pytestmark = pytest.mark.django_db
+
+# A subprocess commits on its own connection: on a database server, the test
+# must be transactional so that the database is emptied afterwards.
+in_a_process = pytest.mark.django_db(transaction=True)
+
+
+# -- as a real process -----------------------------------------------------------------------
+
+
+def assert_clean_failure(result, *expected: str) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    for text in expected:
+        assert text in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("0", "'0' must be at least 1"), ("x", "'x' is not a whole number")]
+)
+def test_bad_workers_exit_non_zero_without_a_traceback(manage, tmp_path, value, message):
+    result = manage(["run_planton", "--workers", value], f"sqlite:///{tmp_path / 'unused.db'}")
+    assert_clean_failure(result, "--workers", message)
+    assert result.returncode == 2  # argparse's usage error
+
+
+def test_no_migrations_applied_asks_for_migrate(manage, tmp_path):
+    result = manage(["run_planton", "--once"], f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    assert_clean_failure(result, "CommandError", "python manage.py migrate")
+
+
+@in_a_process
+def test_unknown_task_in_a_process_lists_the_registered_ones(manage, subprocess_database_url):
+    result = manage(["run_planton", "--once", "--task", "nope"], subprocess_database_url)
+    assert_clean_failure(result, "Unknown task nope; registered:", "testapp_idle")
+
+
+@in_a_process
+def test_once_in_a_process(manage, subprocess_database_url):
+    result = manage(
+        ["run_planton", "--once", "--task", "testapp_idle", "--task", "testapp_claim_jobs"],
+        subprocess_database_url,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "Ran one cycle of 2 task(s) (testapp_idle, testapp_claim_jobs): "
+        "0 instruction(s) dispatched, 0 with errors."
+    ) in result.stdout
+
+
+def last_attempted(database_url: str, name: str):
+    """Read the task's row from the subprocess's database, whichever it is."""
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        with sqlite3.connect(path) as db:
+            found = db.execute(
+                "SELECT last_attempted_at FROM maintenance_task WHERE nid = ?", [name]
+            ).fetchone()
+        db.close()
+        return found and found[0]
+    task = MaintenanceTask.objects.filter(nid=name).first()
+    return task and task.last_attempted_at
+
+
+@in_a_process
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_runner_gracefully(
+    planton_process, subprocess_database_url, wait_until, signum
+):
+    process = planton_process(
+        ["run_planton", "--task", "testapp_idle", "--shutdown-timeout", "10"],
+        subprocess_database_url,
+    )
+    assert process.wait_for_output("Scheduling 1 task(s): testapp_idle."), (
+        process.stdout + process.stderr
+    )
+    # It works: the idle task's row is attempted over and over.
+    assert wait_until(lambda: last_attempted(subprocess_database_url, "testapp_idle"), timeout=10)
+
+    process.send_signal(signum)
+
+    assert process.wait(timeout=15) == 0, process.stderr
+    assert process.stdout.rstrip().endswith("Stopped."), process.stdout
+    assert "Traceback" not in process.stderr, process.stderr
+    assert f"{signal.Signals(signum).name} received" in process.stderr
+
+
+@in_a_process
+def test_a_second_signal_exits_at_once(planton_process, subprocess_database_url):
+    process = planton_process(
+        ["run_planton", "--task", "testapp_idle", "--shutdown-timeout", "60"],
+        subprocess_database_url,
+        PLANTON_TEST_IDLE_BLOCK="60",
+    )
+    assert process.wait_for_output("testapp_idle: blocking"), process.stdout + process.stderr
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait_for_stderr("SIGTERM received"), process.stderr
+    assert process.wait(timeout=0.5) is None  # still waiting for the cycle in flight
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=15) == 128 + signal.SIGTERM
+    assert "Second SIGTERM: exiting now." in process.stderr
+    assert "Stopped." not in process.stdout
+
+
+@in_a_process
+def test_the_shutdown_timeout_gives_up_on_a_cycle_in_flight(
+    planton_process, subprocess_database_url
+):
+    process = planton_process(
+        ["run_planton", "--task", "testapp_idle", "--shutdown-timeout", "0.5"],
+        subprocess_database_url,
+        PLANTON_TEST_IDLE_BLOCK="60",
+    )
+    assert process.wait_for_output("testapp_idle: blocking"), process.stdout + process.stderr
+
+    process.send_signal(signal.SIGINT)
+
+    assert process.wait(timeout=15) == 0
+    assert "Cycles still running after 0.5s" in process.stderr
+    assert "Traceback" not in process.stderr
