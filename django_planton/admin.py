@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -19,6 +19,16 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .models import MaintenanceTask, MaintenanceTaskExecution
+from .querysets import MaintenanceTaskExecutionQuerySet, MaintenanceTaskQuerySet
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
+    # ModelAdmin is generic for the type checker only (django-stubs).
+    TaskAdminBase = admin.ModelAdmin[MaintenanceTask]
+    ExecutionAdminBase = admin.ModelAdmin[MaintenanceTaskExecution]
+else:
+    TaskAdminBase = ExecutionAdminBase = admin.ModelAdmin
 
 
 def _format_duration(value: timedelta | None) -> str:
@@ -33,7 +43,7 @@ def _format_duration(value: timedelta | None) -> str:
 
 
 @admin.register(MaintenanceTask)
-class MaintenanceTaskAdmin(admin.ModelAdmin):
+class MaintenanceTaskAdmin(TaskAdminBase):
     list_display = [
         "nid",
         "running_count",
@@ -75,14 +85,17 @@ class MaintenanceTaskAdmin(admin.ModelAdmin):
     actions = ["pause", "resume", "attempt_now"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[MaintenanceTask]:
-        return super().get_queryset(request).with_running_count()
+        rows = super().get_queryset(request)
+        assert isinstance(rows, MaintenanceTaskQuerySet)
+        return rows.with_running_count()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # rows come from registered tasks (run_planton creates them)
 
     @admin.display(description=_("running"), ordering="running_count")
     def running_count(self, obj: MaintenanceTask) -> int:
-        return obj.running_count
+        count: int = getattr(obj, "running_count", 0)  # annotated by get_queryset()
+        return count
 
     @admin.display(description=_("effective concurrency"))
     def effective_concurrency_display(self, obj: MaintenanceTask) -> int:
@@ -124,10 +137,12 @@ class TerminatedFilter(admin.SimpleListFilter):
     title = _("terminated")
     parameter_name = "terminated"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, StrOrPromise]]:
         return [("yes", _("Yes")), ("no", _("No"))]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[MaintenanceTaskExecution]
+    ) -> QuerySet[MaintenanceTaskExecution]:
         if self.value() == "yes":
             return queryset.filter(terminated_at__isnull=False)
         if self.value() == "no":
@@ -136,7 +151,7 @@ class TerminatedFilter(admin.SimpleListFilter):
 
 
 @admin.register(MaintenanceTaskExecution)
-class MaintenanceTaskExecutionAdmin(admin.ModelAdmin):
+class MaintenanceTaskExecutionAdmin(ExecutionAdminBase):
     list_display = [
         "id",
         "maintenance_task",
@@ -154,7 +169,7 @@ class MaintenanceTaskExecutionAdmin(admin.ModelAdmin):
     search_fields = ["instruction"]
     date_hierarchy = "started_at"
     actions = ["terminate"]
-    fields = [
+    fields = (
         "maintenance_task",
         "instruction",
         "state",
@@ -167,7 +182,7 @@ class MaintenanceTaskExecutionAdmin(admin.ModelAdmin):
         "terminated_reason",
         "error_display",
         "created_at",
-    ]
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -203,6 +218,7 @@ class MaintenanceTaskExecutionAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Terminate selected running executions"), permissions=["terminate"])
     def terminate(self, request: HttpRequest, queryset: QuerySet[MaintenanceTaskExecution]) -> None:
+        assert isinstance(queryset, MaintenanceTaskExecutionQuerySet)
         selected = queryset.count()
         ended = queryset.terminate(f"terminated by {request.user.get_username()} in the admin")
         skipped = selected - len(ended)

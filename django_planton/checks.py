@@ -8,11 +8,11 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from .conf import DEFAULTS, get_setting
+from .conf import DEFAULTS, raw_setting
 
 
 def _positive_number(name: str) -> list[CheckMessage]:
-    value = get_setting(name)
+    value = raw_setting(name)
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         return [
             Error(
@@ -37,15 +37,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     ):
         messages += _positive_number(name)
     for name in ("PLANTON_MAX_WORKERS", "PLANTON_BATCH_SIZE", "PLANTON_MAX_INSTRUCTION_LENGTH"):
-        if not isinstance(get_setting(name), int):
+        if not isinstance(raw_setting(name), int):
             messages.append(
                 Error(
-                    f"{name} must be a whole number, not {get_setting(name)!r}.",
+                    f"{name} must be a whole number, not {raw_setting(name)!r}.",
                     hint=f"Remove it to use the default ({DEFAULTS[name]!r}).",
                     id="django_planton.E002",
                 )
             )
-    keep = get_setting("PLANTON_KEEP_COMPLETED_EXECUTIONS")
+    keep = raw_setting("PLANTON_KEEP_COMPLETED_EXECUTIONS")
     if keep is not None and (not isinstance(keep, timedelta) or keep <= timedelta(0)):
         messages.append(
             Error(

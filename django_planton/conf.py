@@ -1,18 +1,23 @@
-"""django-planton's settings, each with a default.
+"""django-planton's settings: one typed object, with every default in one place.
 
-Read through :func:`get_setting` at the time of use (not at import), so that
-tests and ``override_settings`` see the value in force.
+Read with :func:`planton_settings` at the time of use (not at import), so
+that tests and ``override_settings`` see the values in force. The system
+checks (:mod:`django_planton.checks`) validate the raw values first and say
+what is wrong with a bad one; this module only converts.
 """
 
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 
 from .core import BATCH_SIZE
+
+__all__ = ["DEFAULTS", "PlantonSettings", "planton_settings", "raw_setting"]
 
 DEFAULTS: dict[str, Any] = {
     # How long completed executions are kept before the runner prunes them.
@@ -41,8 +46,37 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def get_setting(name: str) -> Any:
-    value = getattr(settings, name, DEFAULTS[name])
-    if name == "PLANTON_HOSTNAME" and not value:
-        return socket.gethostname()
-    return value
+def raw_setting(name: str) -> object:
+    """A setting as the project gave it (or its default), unconverted; for the checks."""
+    return getattr(settings, name, DEFAULTS[name])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlantonSettings:
+    """The settings in force; each attribute is the ``PLANTON_`` setting of its name."""
+
+    keep_completed_executions: timedelta | None
+    unlogged_executions: bool
+    max_workers: int
+    batch_size: int
+    poll_interval: float
+    max_wait: float
+    housekeeping_interval: float
+    max_instruction_length: int
+    hostname: str
+
+
+def planton_settings() -> PlantonSettings:
+    """Read the settings in force now."""
+    value: dict[str, Any] = {name: raw_setting(name) for name in DEFAULTS}
+    return PlantonSettings(
+        keep_completed_executions=value["PLANTON_KEEP_COMPLETED_EXECUTIONS"],
+        unlogged_executions=bool(value["PLANTON_UNLOGGED_EXECUTIONS"]),
+        max_workers=int(value["PLANTON_MAX_WORKERS"]),
+        batch_size=int(value["PLANTON_BATCH_SIZE"]),
+        poll_interval=float(value["PLANTON_POLL_INTERVAL"]),
+        max_wait=float(value["PLANTON_MAX_WAIT"]),
+        housekeeping_interval=float(value["PLANTON_HOUSEKEEPING_INTERVAL"]),
+        max_instruction_length=int(value["PLANTON_MAX_INSTRUCTION_LENGTH"]),
+        hostname=str(value["PLANTON_HOSTNAME"] or socket.gethostname()),
+    )

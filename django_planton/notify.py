@@ -24,54 +24,15 @@ from typing import Any
 
 from django.db import connections
 
+from .sql import (
+    ENDED_CHANNEL,
+    WAKE_CHANNEL,
+    WAKE_FUNCTION_SQL,
+    create_wake_trigger_sql,
+    drop_wake_trigger_sql,
+)
+
 logger = logging.getLogger("django_planton")
-
-CHANNEL = "django_planton_ended"
-#: Carries the names of tasks to attempt now (see :func:`wake_on_change`).
-WAKE_CHANNEL = "django_planton_wake"
-
-CREATE_TRIGGER_SQL = [
-    f"""
-    CREATE OR REPLACE FUNCTION planton_notify_executions_ended() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    DECLARE
-        task_ids text;
-    BEGIN
-        SELECT string_agg(DISTINCT new_rows.maintenance_task_id::text, ',')
-          INTO task_ids
-          FROM new_rows
-          JOIN old_rows ON old_rows.id = new_rows.id
-         WHERE old_rows.ended_at IS NULL AND new_rows.ended_at IS NOT NULL;
-        IF task_ids IS NOT NULL THEN
-            PERFORM pg_notify('{CHANNEL}', task_ids);
-        END IF;
-        RETURN NULL;
-    END
-    $$
-    """,
-    """
-    CREATE TRIGGER maintenance_task_execution_ended
-    AFTER UPDATE ON maintenance_task_execution
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION planton_notify_executions_ended()
-    """,
-]
-
-DROP_TRIGGER_SQL = [
-    "DROP TRIGGER IF EXISTS maintenance_task_execution_ended ON maintenance_task_execution",
-    "DROP FUNCTION IF EXISTS planton_notify_executions_ended()",
-]
-
-
-WAKE_FUNCTION_SQL = f"""
-    CREATE OR REPLACE FUNCTION planton_wake_task() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-        PERFORM pg_notify('{WAKE_CHANNEL}', TG_ARGV[0]);
-        RETURN NULL;
-    END
-    $$
-"""
 
 _EVENTS = ("INSERT", "UPDATE", "DELETE")
 
@@ -100,23 +61,19 @@ def wake_on_change(
         raise ValueError(f"events must be some of {_EVENTS}, not {tuple(events)!r}")
     kinds = " OR ".join(event.upper() for event in events)
     trigger = "planton_wake_" + hashlib.sha1(task_name.encode()).hexdigest()[:16]
-    literal = "'" + task_name.replace("'", "''") + "'"
 
     def forward(apps: Any, schema_editor: Any) -> None:
         if schema_editor.connection.vendor != "postgresql":
             return
         table = schema_editor.quote_name(apps.get_model(model)._meta.db_table)
         schema_editor.execute(WAKE_FUNCTION_SQL)
-        schema_editor.execute(
-            f"CREATE TRIGGER {trigger} AFTER {kinds} ON {table} "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION planton_wake_task({literal})"
-        )
+        schema_editor.execute(create_wake_trigger_sql(trigger, table, kinds, task_name))
 
     def backward(apps: Any, schema_editor: Any) -> None:
         if schema_editor.connection.vendor != "postgresql":
             return
         table = schema_editor.quote_name(apps.get_model(model)._meta.db_table)
-        schema_editor.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
+        schema_editor.execute(drop_wake_trigger_sql(trigger, table))
 
     return migrations.RunPython(forward, backward, elidable=False)
 
@@ -125,9 +82,11 @@ def listening_supported(using: str) -> bool:
     connection = connections[using]
     if connection.vendor != "postgresql":
         return False
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+    from django.db.backends.postgresql.psycopg_any import (  # type: ignore[import-untyped]
+        is_psycopg3,
+    )
 
-    return is_psycopg3
+    return bool(is_psycopg3)
 
 
 class EndedListener(threading.Thread):
@@ -169,7 +128,7 @@ class EndedListener(threading.Thread):
 
         params = connections[self.using].get_connection_params()
         with psycopg.connect(**params, autocommit=True) as connection:
-            connection.execute(f"LISTEN {CHANNEL}")
+            connection.execute(f"LISTEN {ENDED_CHANNEL}")
             if self.on_task_names is not None:
                 connection.execute(f"LISTEN {WAKE_CHANNEL}")
             self._failures = 0  # each outage backs off from the start again

@@ -37,10 +37,19 @@
     delay; on PostgreSQL a trigger does the same across processes.
 """
 
-import logging
-from typing import Any
+from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
 from django.dispatch import Signal
+
+from .registry import registry
+
+if TYPE_CHECKING:
+    from .models import MaintenanceTaskExecution
 
 logger = logging.getLogger("django_planton")
 
@@ -51,13 +60,15 @@ execution_terminated = Signal()
 executions_ended = Signal()
 
 
-def send_and_log(signal: Signal, *, sender: Any, task_name: str, **kwargs: Any) -> list[Exception]:
+def send_and_log(
+    signal: Signal, *, sender: Any, task_name: str, **kwargs: Any
+) -> list[BaseException]:
     """Send ``signal`` to every receiver; log each one that raised and return their errors.
 
     A receiver's bug must not stop the runner nor keep the other receivers
     from their signal.
     """
-    errors = []
+    errors: list[BaseException] = []
     for receiver, response in signal.send_robust(sender=sender, task_name=task_name, **kwargs):
         if isinstance(response, Exception):
             logger.error(
@@ -76,6 +87,40 @@ def _log_fields(kwargs: dict[str, Any]) -> dict[str, Any]:
     if "execution" in kwargs:
         return {"instruction": kwargs["execution"].instruction}
     return {}
+
+
+def announce_ended(task_ids: set[int], *, using: str) -> None:
+    """Send ``executions_ended`` once the current transaction commits."""
+    from .models import MaintenanceTaskExecution
+
+    transaction.on_commit(
+        lambda: executions_ended.send(sender=MaintenanceTaskExecution, task_ids=task_ids),
+        using=using,
+    )
+
+
+def send_terminated(executions: Iterable[MaintenanceTaskExecution], reason: str) -> None:
+    """Send ``execution_terminated`` for each execution, then one ``executions_ended``."""
+    from .models import MaintenanceTaskExecution
+
+    executions = list(executions)
+    for execution in executions:
+        task_name = execution.maintenance_task.nid
+        # The registered task is the sender, as for task_dispatched, so that a
+        # receiver can subscribe to one task; a task not registered in this
+        # process falls back to the model.
+        sender = registry.get_or_none(task_name) or MaintenanceTaskExecution
+        send_and_log(
+            execution_terminated,
+            sender=sender,
+            task_name=task_name,
+            execution=execution,
+            reason=reason,
+        )
+    executions_ended.send(
+        sender=MaintenanceTaskExecution,
+        task_ids={execution.maintenance_task_id for execution in executions},
+    )
 
 
 __all__ = [

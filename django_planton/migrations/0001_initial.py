@@ -4,25 +4,27 @@ import datetime
 
 import django.db.models.deletion
 import django.utils.timezone
+from django.apps.registry import Apps
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 
-def make_executions_unlogged(apps, schema_editor):
+def make_executions_unlogged(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """UNLOGGED on PostgreSQL, as in the reference: faster writes, emptied by a crash.
 
     Set PLANTON_UNLOGGED_EXECUTIONS = False before migrating to keep the table
     logged (see the README's production notes).
     """
-    from django.conf import settings
+    from django_planton.conf import planton_settings
 
     if schema_editor.connection.vendor != "postgresql":
         return
-    if not getattr(settings, "PLANTON_UNLOGGED_EXECUTIONS", True):
+    if not planton_settings().unlogged_executions:
         return
     schema_editor.execute("ALTER TABLE maintenance_task_execution SET UNLOGGED")
 
 
-def make_executions_logged(apps, schema_editor):
+def make_executions_logged(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("ALTER TABLE maintenance_task_execution SET LOGGED")
 

@@ -1,0 +1,115 @@
+"""Every wake-up of one process, in one object.
+
+A task is *woken* when a slot may have freed (an execution ended) and
+*forced* when new work is known to wait (a ``wake_on_change`` trigger). The
+loop asks this object whether a wake-up is worth an attempt now, the cycle
+runner takes the wake-ups of the tasks it attempts, and both tell it what an
+attempt found: one owner, so that no two parts of the runner keep their own
+copy of the same facts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+__all__ = ["WakeUps"]
+
+
+class WakeUps:
+    """Wake-up state of one process: thread-safe, plain Python."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: Tasks whose last attempt dispatched work: attempted alone, never batched.
+        self._busy: set[str] = set()
+        #: Woken while their cycle ran: attempted again right after it.
+        self._after_cycle: set[str] = set()
+        #: Woken since their last cycle began: may run before their next attempt time.
+        self._woken: set[str] = set()
+        #: Forced since their last cycle began: run whatever their back-off.
+        self._forced: set[str] = set()
+        #: Attempt numbers as this process last saw them on the task's row.
+        self._attempt_numbers: dict[str, int] = {}
+        #: Task names by row id, so that a re-created row still gets its wake-ups.
+        self._names_by_id: dict[int, str] = {}
+
+    # -- wake-up sources -----------------------------------------------------
+
+    def wake(self, task_name: str, *, force: bool = False) -> bool:
+        """Record a wake-up and say whether it is worth an attempt now.
+
+        A plain wake-up counts only while the task's last attempt (as seen
+        here) found work or found every slot taken, attempt number 0: an idle
+        task keeps backing off, and its wake-ups cost nothing. ``force``
+        wakes it whatever its back-off.
+        """
+        with self._lock:
+            if force:
+                self._forced.add(task_name)
+            elif self._attempt_numbers.get(task_name, 0) > 0:
+                return False  # backing off: a freed slot is no news to it
+            else:
+                self._woken.add(task_name)
+            # A freed slot likely means work: attempted alone, not in a batch.
+            self._busy.add(task_name)
+            return True
+
+    def names_for_ids(self, task_ids: Iterable[int]) -> set[str]:
+        """The names of the tasks with these row ids, as far as this process has seen them."""
+        with self._lock:
+            return {self._names_by_id[pk] for pk in task_ids if pk in self._names_by_id}
+
+    # -- the cycle runner ----------------------------------------------------
+
+    def take(self, task_names: Iterable[str]) -> tuple[set[str], set[str]]:
+        """The woken and the forced among ``task_names``, for the cycle that starts now."""
+        names = set(task_names)
+        with self._lock:
+            woken, forced = self._woken & names, self._forced & names
+            self._woken -= woken
+            self._forced -= forced
+        return woken, forced
+
+    def saw_row(self, task_id: int, task_name: str, attempt_number: int) -> None:
+        """A cycle read the task's row: learn its id and attempt number."""
+        with self._lock:
+            self._names_by_id[task_id] = task_name
+            self._attempt_numbers[task_name] = attempt_number
+
+    def learn_ids(self, names_by_id: dict[int, str]) -> None:
+        with self._lock:
+            self._names_by_id.update(names_by_id)
+
+    def attempted(self, task_name: str, attempt_number: int) -> None:
+        """A cycle wrote the task's new attempt number."""
+        with self._lock:
+            self._attempt_numbers[task_name] = attempt_number
+
+    # -- the loop --------------------------------------------------------------
+
+    def finished(self, task_name: str, *, dispatched: bool) -> None:
+        """The loop saw an attempt end; one that dispatched nothing makes the task quiet."""
+        with self._lock:
+            if dispatched:
+                self._busy.add(task_name)
+            else:
+                self._busy.discard(task_name)
+
+    def is_quiet(self, task_name: str) -> bool:
+        """Whether the task may share a batch: its last attempt dispatched nothing."""
+        return task_name not in self._busy
+
+    def defer(self, task_name: str) -> None:
+        """Woken while its cycle runs: attempt it again right after."""
+        with self._lock:
+            self._after_cycle.add(task_name)
+
+    def take_deferred(self, task_name: str) -> bool:
+        """Whether the task was woken while its cycle ran (and forget it)."""
+        with self._lock:
+            if task_name not in self._after_cycle:
+                return False
+            self._after_cycle.discard(task_name)
+            self._busy.add(task_name)  # woken: attempted alone
+            return True

@@ -1,0 +1,123 @@
+"""Named states and bulk transitions of the two tables, as queryset methods."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db import models, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q
+from django.utils import timezone
+
+from . import signals
+from .states import describe_error, ended_values
+
+if TYPE_CHECKING:
+    # MaintenanceTask is used as a string type argument, which linters do not see.
+    from .models import MaintenanceTask, MaintenanceTaskExecution  # noqa: F401
+
+__all__ = ["MaintenanceTaskExecutionQuerySet", "MaintenanceTaskQuerySet"]
+
+
+class MaintenanceTaskQuerySet(models.QuerySet["MaintenanceTask"]):
+    def for_task(self, name: str) -> MaintenanceTaskQuerySet:
+        return self.filter(nid=name)
+
+    def paused(self) -> MaintenanceTaskQuerySet:
+        return self.filter(is_paused=True)
+
+    def active(self) -> MaintenanceTaskQuerySet:
+        return self.filter(is_paused=False)
+
+    def with_running_count(self) -> MaintenanceTaskQuerySet:
+        """Each task with ``running_count``, how many of its executions run now."""
+        running = models.Count("executions", filter=Q(executions__ended_at__isnull=True))
+        return self.annotate(running_count=running)
+
+
+class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution"]):
+    def running(self) -> MaintenanceTaskExecutionQuerySet:
+        # ended_at IS NULL, not state = RUNNING: it is what the partial index covers.
+        return self.filter(ended_at__isnull=True)
+
+    def finished(self) -> MaintenanceTaskExecutionQuerySet:
+        return self.filter(ended_at__isnull=False)
+
+    def failed(self) -> MaintenanceTaskExecutionQuerySet:
+        """Executions that ended with an error (``fail()``, or a receiver that raised)."""
+        return self.filter(error__isnull=False)
+
+    def terminated(self) -> MaintenanceTaskExecutionQuerySet:
+        return self.filter(terminated_at__isnull=False)
+
+    def for_task(self, name: str) -> MaintenanceTaskExecutionQuerySet:
+        return self.filter(maintenance_task__nid=name)
+
+    def overdue(self, now: datetime | None = None) -> MaintenanceTaskExecutionQuerySet:
+        """Running executions older than their task's maximum execution duration."""
+        deadline = ExpressionWrapper(
+            F("started_at") + F("maintenance_task__maximum_execution_duration"),
+            output_field=DateTimeField(),
+        )
+        return self.running().alias(deadline=deadline).filter(deadline__lt=now or timezone.now())
+
+    def complete(self) -> int:
+        """Complete the running executions of this queryset in one statement; returns how many."""
+        return self._end(error=None)
+
+    def fail(self, error: BaseException | str | dict[str, Any]) -> int:
+        """Complete the running executions of this queryset, recording ``error``."""
+        return self._end(error=describe_error(error))
+
+    def heartbeat(self) -> int:
+        """Record that the running executions of this queryset are still being worked on."""
+        return self.running().update(last_seen_at=timezone.now())
+
+    def _end(self, *, error: dict[str, Any] | None) -> int:
+        running = self.running()
+        # Which tasks to wake is only worth a query when a runner listens in
+        # this process; on PostgreSQL a trigger notifies the other processes.
+        task_ids: set[int] = set()
+        if signals.executions_ended.has_listeners():
+            task_ids = set(running.values_list("maintenance_task_id", flat=True).distinct())
+        count = running.update(**ended_values(timezone.now(), error=error))
+        if count and task_ids:
+            signals.announce_ended(task_ids, using=self.db)
+        return count
+
+    def terminate(self, reason: str) -> list[MaintenanceTaskExecution]:
+        """End the running executions of this queryset as terminated.
+
+        Returns the executions it ended; ``execution_terminated`` is sent for
+        each of them once the transaction commits, so that an application can
+        give their work back. Rows another process holds locked are left for
+        a later round.
+        """
+        from .models import MaintenanceTask
+
+        # Pick the ids first and lock in a second query on the executions
+        # table alone: a FOR UPDATE over a join (select_related, or the
+        # overdue() filter on the task's duration) would also need the task's
+        # row, which a cycle in flight holds, and SKIP LOCKED would then skip
+        # the execution. MariaDB has no FOR UPDATE OF to say which table.
+        candidates = list(self.running().values_list("pk", flat=True))
+        if not candidates:
+            return []
+        rows = self.model.objects.using(self.db)
+        with transaction.atomic(using=self.db):
+            ended = list(
+                rows.filter(pk__in=candidates).running().select_for_update(skip_locked=True)
+            )
+            if not ended:
+                return []
+            fields = ended_values(timezone.now(), terminated_reason=reason)
+            rows.filter(pk__in=[execution.pk for execution in ended]).update(**fields)
+            tasks = MaintenanceTask.objects.using(self.db).in_bulk(
+                {execution.maintenance_task_id for execution in ended}
+            )
+            for execution in ended:
+                for name, value in fields.items():
+                    setattr(execution, name, value)
+                execution.maintenance_task = tasks[execution.maintenance_task_id]
+            transaction.on_commit(lambda: signals.send_terminated(ended, reason), using=self.db)
+        return ended

@@ -1,0 +1,218 @@
+"""The cycle's transaction: one batch of due tasks, one database transaction.
+
+:class:`DatabaseCycleRunner` plugs into the core's loop and keeps each task's
+attempt state on its ``maintenance_task`` row, so several runner processes
+share one cadence and one concurrency. For each batch of tasks:
+
+1. lock their rows with ``SELECT ... FOR UPDATE SKIP LOCKED``; a row another
+   process holds means that process runs this task's cycle, so skip it;
+2. leave out the paused tasks and those not due yet;
+3. read the due tasks' active instructions in one statement;
+4. run each schedule inside the same transaction, behind a savepoint of its
+   own (:mod:`.sandbox`), so its claims commit or roll back together with the
+   execution rows, and a failing task rolls back alone;
+5. write the executions and the new attempt states (:mod:`.writes`), commit;
+6. send the signals once the transaction has committed (:mod:`.dispatch`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.utils import timezone
+
+from ..conf import planton_settings
+from ..core import CycleReport, DelayBounds, Task, WakeUps
+from ..errors import PlantonError
+from ..models import MaintenanceTask
+from ..sql import TaskReads, TaskRow
+from .connections import ConnectionTracker, drop_if_unusable, ensure_usable
+from .sandbox import attempt_user_code
+from .writes import AttemptWriter, sync_tasks
+
+__all__ = ["DatabaseCycleRunner"]
+
+
+class DatabaseCycleRunner:
+    """Keeps attempt state on ``maintenance_task`` rows; one batch of cycles, one transaction."""
+
+    def __init__(
+        self,
+        *,
+        using: str = DEFAULT_DB_ALIAS,
+        hostname: str | None = None,
+        poll_interval: float | None = None,
+        max_wait: float | None = None,
+        max_instruction_length: int | None = None,
+        wakeups: WakeUps | None = None,
+    ) -> None:
+        settings = planton_settings()
+        self.using = using
+        self.hostname = hostname or settings.hostname
+        self.poll_interval = float(poll_interval or settings.poll_interval)
+        self.max_wait = float(max_wait or settings.max_wait)
+        self.max_instruction_length = int(max_instruction_length or settings.max_instruction_length)
+        self.bounds = DelayBounds(poll_interval=self.poll_interval, max_wait=self.max_wait)
+        #: Shared with the loop: who was woken, and the attempt numbers seen.
+        self.wakeups = wakeups or WakeUps()
+        self.connections = ConnectionTracker(using)
+        database = connections[using]
+        self._write_lock_first = (
+            database.vendor == "sqlite"
+            and database.settings_dict.get("OPTIONS", {}).get("transaction_mode") != "IMMEDIATE"
+        )
+        self._database_failures: dict[str, int] = {}
+        self._failures_lock = threading.Lock()
+        self._reads = TaskReads(using)
+        self._writer = AttemptWriter(using=using, hostname=self.hostname, bounds=self.bounds)
+
+    # -- the CycleRunner protocol -------------------------------------------
+
+    def first(self, task: Task) -> CycleReport:
+        # The row decides: a task never attempted is due, one attempted by
+        # another process waits for its next_attempt_at.
+        return CycleReport(delay=0.0)
+
+    def run(self, task: Task, may_schedule: Callable[[], bool] = lambda: True) -> CycleReport:
+        """One attempt of ``task``, in a transaction of its own."""
+        [report] = self.run_batch([task], may_schedule)
+        return report
+
+    def run_batch(
+        self, tasks: Sequence[Task], may_schedule: Callable[[], bool] = lambda: True
+    ) -> list[CycleReport]:
+        """One attempt of each task, all in one transaction; a report per task, in order.
+
+        The batch shares its round trips (one lock, one read of the active
+        instructions, one UPDATE per kind of outcome, one commit) while each
+        schedule keeps its own savepoint: a failing task rolls back alone. A
+        lost connection fails the batch.
+        """
+        names = [task.name for task in tasks]
+        if len(set(names)) != len(names):
+            raise PlantonError(f"A batch names a task more than once: {names!r}")
+        woken, forced = self.wakeups.take(names)
+        self.connections.track()
+        ensure_usable(self.using)
+        try:
+            reports = self._in_transaction(tasks, may_schedule, woken, forced)
+        except DatabaseError as error:
+            return [self._database_failed(task, error) for task in tasks]
+        with self._failures_lock:
+            for name in names:
+                self._database_failures.pop(name, None)
+        return [reports[name] for name in names]
+
+    def wake(self, task_name: str, *, force: bool = False) -> bool:
+        """Record a wake-up of ``task_name`` for its next cycle (see :meth:`WakeUps.wake`)."""
+        return self.wakeups.wake(task_name, force=force)
+
+    def close_connections(self) -> None:
+        """Close the connections the worker threads opened; call once the loop stopped."""
+        self.connections.close_all()
+
+    # -- internals -----------------------------------------------------------
+
+    def _in_transaction(
+        self,
+        tasks: Sequence[Task],
+        may_schedule: Callable[[], bool],
+        woken: set[str],
+        forced: set[str],
+    ) -> dict[str, CycleReport]:
+        now = timezone.now()
+        names = [task.name for task in tasks]
+        reports: dict[str, CycleReport] = {}
+        with transaction.atomic(using=self.using):
+            if self._write_lock_first:
+                # SQLite has no row locks. Writing first takes the database's
+                # write lock before anything is read, so two runners on one
+                # file run a task's cycle one after the other.
+                MaintenanceTask.objects.using(self.using).filter(nid__in=names).update(
+                    updated_at=now
+                )
+            rows = self._reads.lock_tasks(names)
+            if len(rows) < len(tasks):
+                reports.update(self._not_locked([task for task in tasks if task.name not in rows]))
+            due: list[tuple[Task, TaskRow]] = []
+            for task in tasks:
+                row = rows.get(task.name)
+                if row is None:
+                    continue
+                self.wakeups.saw_row(row.pk, row.nid, row.attempt_number)
+                waiting = self._waiting(
+                    task, row, now, woken=task.name in woken, forced=task.name in forced
+                )
+                if waiting is None:
+                    due.append((task, row))
+                else:
+                    reports[task.name] = waiting
+            if due:
+                reports.update(self._attempt(due, may_schedule))
+        return reports
+
+    def _attempt(
+        self, due: list[tuple[Task, TaskRow]], may_schedule: Callable[[], bool]
+    ) -> dict[str, CycleReport]:
+        active = self._reads.active_instructions([row.pk for _, row in due])
+        connection = connections[self.using]
+        attempts = [
+            attempt_user_code(
+                task,
+                row,
+                active.get(row.pk, []),
+                may_schedule=may_schedule,
+                connection=connection,
+                max_instruction_length=self.max_instruction_length,
+            )
+            for task, row in due
+        ]
+        reports: dict[str, CycleReport] = {}
+        # Read after the schedules ran: an execution starts when it is written.
+        written = self._writer.write(attempts, timezone.now())
+        for name, (report, attempt_number) in written.items():
+            self.wakeups.attempted(name, attempt_number)
+            reports[name] = report
+        return reports
+
+    def _not_locked(self, tasks: list[Task]) -> dict[str, CycleReport]:
+        """Rows another process holds (it runs their cycle now), or rows deleted in the admin."""
+        existing = set(
+            MaintenanceTask.objects.using(self.using)
+            .filter(nid__in=[task.name for task in tasks])
+            .values_list("nid", flat=True)
+        )
+        gone = [task for task in tasks if task.name not in existing]
+        if gone:
+            sync_tasks(gone, using=self.using)  # bring them back, due at once
+        return {
+            task.name: CycleReport(delay=self.poll_interval if task.name in existing else 0.0)
+            for task in tasks
+        }
+
+    def _waiting(
+        self, task: Task, row: TaskRow, now: datetime, *, woken: bool, forced: bool
+    ) -> CycleReport | None:
+        """How long a paused or not yet due task waits; None when it is due."""
+        if row.is_paused:
+            paused = self.bounds.next_attempt(task, row.attempt_number, paused=True)
+            return CycleReport(delay=paused.wait)
+        if (
+            forced
+            or row.next_attempt_at is None
+            or row.next_attempt_at <= now
+            or (woken and row.attempt_number == 0)
+        ):
+            return None
+        return CycleReport(delay=self.bounds.capped((row.next_attempt_at - now).total_seconds()))
+
+    def _database_failed(self, task: Task, error: DatabaseError) -> CycleReport:
+        """A lost connection: drop it, and look again later, backing off up to max_wait."""
+        drop_if_unusable(self.using)
+        with self._failures_lock:
+            failures = self._database_failures.get(task.name, 0) + 1
+            self._database_failures[task.name] = failures
+        return CycleReport(delay=self.bounds.after_database_failures(failures), errors=(error,))

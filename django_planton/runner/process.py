@@ -1,0 +1,147 @@
+"""One runner process: the registry's tasks, the loop, its side threads and wake-ups.
+
+``run_planton`` only parses options and calls :class:`Runner`; tests drive
+this class directly. The threads of a process, all started in :meth:`start`:
+
+- the core loop's timer and its worker pool (``planton-timer``,
+  ``planton-worker-N``): the cycles;
+- ``planton-housekeeping``: overdue executions and pruning (:mod:`.housekeeping`);
+- ``planton-listener``, on PostgreSQL: wake-ups from other processes (:mod:`..notify`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from .. import signals
+from ..conf import planton_settings
+from ..core import AttemptHook, CycleReport, Planton, Task, WakeUps, log_error
+from ..notify import EndedListener, listening_supported
+from ..registry import registry
+from .cycle import DatabaseCycleRunner
+from .housekeeping import Housekeeper
+from .writes import sync_tasks
+
+__all__ = ["Runner"]
+
+
+class Runner:
+    """Runs registered tasks in this process: the loop, wake-ups and housekeeping."""
+
+    def __init__(
+        self,
+        tasks: Sequence[Task] | None = None,
+        *,
+        using: str = DEFAULT_DB_ALIAS,
+        max_workers: int | None = None,
+        hostname: str | None = None,
+        housekeeping_interval: float | None = None,
+        batch_size: int | None = None,
+        around_attempt: AttemptHook | None = None,
+    ) -> None:
+        settings = planton_settings()
+        self.tasks = list(registry.select() if tasks is None else tasks)
+        self.using = using
+        self.wakeups = WakeUps()
+        self.cycle_runner = DatabaseCycleRunner(
+            using=using, hostname=hostname, wakeups=self.wakeups
+        )
+        workers = max_workers or settings.max_workers
+        self.planton = Planton(
+            self.tasks,
+            cycle_runner=self.cycle_runner,
+            max_workers=max(1, min(workers, len(self.tasks) or 1)),
+            batch_size=batch_size or settings.batch_size,
+            around_attempt=around_attempt,
+            wakeups=self.wakeups,
+        )
+        self._names = {task.name for task in self.tasks}
+        self._stopping = threading.Event()
+        self.housekeeper = Housekeeper(
+            using=using,
+            interval=float(housekeeping_interval or settings.housekeeping_interval),
+            stopping=self._stopping,
+        )
+        self.listener: EndedListener | None = None
+
+    @property
+    def housekeeping_interval(self) -> float:
+        return self.housekeeper.interval
+
+    def run_once(self) -> list[CycleReport]:
+        """One cycle of each task that is due, then housekeeping; for cron and tests."""
+        self.wakeups.learn_ids(sync_tasks(self.tasks, using=self.using))
+        reports = []
+        for task in self.tasks:
+            report = self.cycle_runner.run(task)
+            for error in report.errors:
+                log_error(task.name, error)
+            reports.append(report)
+        self.housekeep()
+        return reports
+
+    def start(self) -> None:
+        """Start scheduling in background threads and return.
+
+        Connections: one per worker thread, one for housekeeping and, on
+        PostgreSQL, one that listens for ended executions. The calling
+        thread's connection is closed once the tasks are synced.
+        """
+        self.wakeups.learn_ids(sync_tasks(self.tasks, using=self.using))
+        if not connections[self.using].in_atomic_block:
+            connections[self.using].close()
+        if listening_supported(self.using):
+            # The trigger's NOTIFY reaches this process too: listening to the
+            # in-process signal as well would wake each task twice.
+            self.listener = EndedListener(
+                using=self.using,
+                on_task_ids=self._wake_ids,
+                on_task_names=self._wake_now,
+                stopping=self._stopping,
+            )
+            self.listener.start()
+        else:
+            signals.executions_ended.connect(self._on_executions_ended, weak=False)
+        self.planton.start()
+        self.housekeeper.start()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop scheduling; cycles in flight finish (within ``timeout``)."""
+        signals.executions_ended.disconnect(self._on_executions_ended)
+        self._stopping.set()
+        finished = self.planton.stop(timeout=timeout)
+        for thread in (self.housekeeper.thread, self.listener):
+            if thread is not None:
+                thread.join(timeout=timeout)
+        if finished:
+            self.cycle_runner.close_connections()
+        return finished
+
+    def wake(self, task_name: str, *, force: bool = False) -> None:
+        """Attempt a task of this runner now, if the wake-up is worth it."""
+        if task_name in self._names:
+            self.planton.wake(task_name, force=force)
+
+    def housekeep(self, *, prune: bool = True) -> None:
+        """End executions past their maximum duration; prune old completed ones."""
+        self.housekeeper.housekeep(prune=prune)
+
+    def prune(self) -> int:
+        """Delete completed executions older than PLANTON_KEEP_COMPLETED_EXECUTIONS."""
+        return self.housekeeper.prune()
+
+    def _on_executions_ended(self, sender: Any, task_ids: set[int], **kwargs: Any) -> None:
+        self._wake_ids(task_ids)
+
+    def _wake_now(self, task_names: set[str]) -> None:
+        """A trigger of ``wake_on_change``: attempt these tasks now, back-off or not."""
+        for name in task_names:
+            self.wake(name, force=True)
+
+    def _wake_ids(self, task_ids: set[int]) -> None:
+        for name in self.wakeups.names_for_ids(task_ids):
+            self.wake(name)

@@ -1,0 +1,153 @@
+"""What a cycle writes: its executions, and each task's new attempt state.
+
+Tasks whose new state is alike (same change of attempt number, same delay)
+share one UPDATE, so a batch of idle tasks with the same back-off costs one
+statement; a batch's executions go in one INSERT. Signals go out on commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from ..core import CycleReport, DelayBounds, Task
+from ..models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
+from ..sql import TaskRow, insert_executions, update_rows
+from .dispatch import dispatch, send_schedule_failed
+from .sandbox import Attempt
+
+__all__ = ["AttemptWriter", "sync_tasks"]
+
+# The furthest ahead a next attempt is stored: a back-off may ask for more
+# seconds than a datetime can add.
+_FURTHEST = timedelta(days=365 * 100)
+
+
+def later(now: datetime, seconds: float) -> datetime:
+    """``now`` plus ``seconds``, never past what a datetime can hold."""
+    try:
+        return now + min(timedelta(seconds=seconds), _FURTHEST)
+    except OverflowError:
+        return now + _FURTHEST
+
+
+def attempt_state(
+    now: datetime, delay: float, *, dispatched: bool = False, error: str = ""
+) -> dict[str, Any]:
+    """The fields an attempt sets on its task's row (the attempt number aside)."""
+    state: dict[str, Any] = {
+        "next_attempt_at": later(now, delay),
+        "last_attempted_at": now,
+        "last_error": error[:2000],
+        "updated_at": now,
+    }
+    if dispatched:
+        state["last_dispatched_at"] = now
+    return state
+
+
+def sync_tasks(tasks: Sequence[Task], *, using: str = DEFAULT_DB_ALIAS) -> dict[int, str]:
+    """Create or update a ``maintenance_task`` row for every task; return their names by id.
+
+    Run at start-up, so that the admin lists tasks before they ever run and
+    shows the concurrency declared in code.
+    """
+    if not tasks:
+        return {}
+    rows = MaintenanceTask.objects.using(using)
+    # MySQL and MariaDB upsert on any unique key and refuse to be told which.
+    with_target = connections[using].features.supports_update_conflicts_with_target
+    rows.bulk_create(
+        [MaintenanceTask(nid=task.name, concurrency=task.concurrency) for task in tasks],
+        update_conflicts=True,
+        unique_fields=["nid"] if with_target else None,
+        update_fields=["concurrency"],
+    )
+    names = [task.name for task in tasks]
+    return dict(rows.filter(nid__in=names).values_list("pk", "nid"))
+
+
+class AttemptWriter:
+    """Writes a batch's attempts inside the cycle's transaction; one per cycle runner."""
+
+    def __init__(self, *, using: str, hostname: str, bounds: DelayBounds) -> None:
+        self.using = using
+        self.hostname = hostname
+        self.bounds = bounds
+
+    def write(self, attempts: list[Attempt], now: datetime) -> dict[str, tuple[CycleReport, int]]:
+        """Write the batch; returns each task's report and new attempt number, by name."""
+        results: dict[str, tuple[CycleReport, int]] = {}
+        dispatches: list[tuple[Task, list[MaintenanceTaskExecution]]] = []
+        groups: dict[tuple[bool, int, float, bool], list[int]] = {}
+        for attempt in attempts:
+            task, row, outcome = attempt.task, attempt.row, attempt.outcome
+            if outcome is None:
+                results[task.name] = self._record_failure(task, row, attempt.errors, now)
+                continue
+            next_attempt = self.bounds.next_attempt(
+                task, outcome.attempt_number, saturated=outcome.saturated
+            )
+            if outcome.instructions:
+                dispatches.append((task, self._executions(row, outcome.instructions, now)))
+            reset = outcome.attempt_number == 0
+            added = 0 if reset else outcome.attempt_number - row.attempt_number
+            key = (reset, added, next_attempt.stored, bool(outcome.instructions))
+            groups.setdefault(key, []).append(row.pk)
+            report = CycleReport(
+                delay=next_attempt.wait,
+                instructions=outcome.instructions,
+                errors=(next_attempt.error,) if next_attempt.error is not None else (),
+            )
+            results[task.name] = (report, outcome.attempt_number)
+        self._insert(dispatches)
+        for (reset, added, delay, dispatched), pks in groups.items():
+            state = attempt_state(now, delay, dispatched=dispatched)
+            if reset:
+                state["attempt_number"] = 0
+            increment = {"attempt_number": added} if added else None
+            update_rows(MaintenanceTask, pks, state, using=self.using, add=increment)
+        return results
+
+    def _insert(self, dispatches: list[tuple[Task, list[MaintenanceTaskExecution]]]) -> None:
+        if not dispatches:
+            return
+        executions = [execution for _, batch in dispatches for execution in batch]
+        insert_executions(executions, using=self.using)
+        for task, batch in dispatches:
+            transaction.on_commit(partial(dispatch, task, batch), using=self.using)
+
+    def _executions(
+        self, row: TaskRow, instructions: Sequence[str], now: datetime
+    ) -> list[MaintenanceTaskExecution]:
+        task_row = row.instance(self.using)
+        return [
+            MaintenanceTaskExecution(
+                maintenance_task=task_row,
+                instruction=instruction,
+                started_at=now,
+                hostname=self.hostname,
+                state=ExecutionState.RUNNING,
+                created_at=now,
+            )
+            for instruction in instructions
+        ]
+
+    def _record_failure(
+        self, task: Task, row: TaskRow, errors: tuple[BaseException, ...], now: datetime
+    ) -> tuple[CycleReport, int]:
+        """Record a failed attempt on the locked row; ``schedule_failed`` goes out on commit."""
+        attempt_number = row.attempt_number + 1
+        next_attempt = self.bounds.next_attempt(task, attempt_number)
+        message = "; ".join(f"{type(error).__name__}: {error}" for error in errors)
+        state = attempt_state(now, next_attempt.stored, error=message)
+        state["attempt_number"] = attempt_number
+        update_rows(MaintenanceTask, [row.pk], state, using=self.using)
+        transaction.on_commit(partial(send_schedule_failed, task, errors), using=self.using)
+        if next_attempt.error is not None:
+            errors = (*errors, next_attempt.error)
+        return CycleReport(delay=next_attempt.wait, errors=errors), attempt_number
