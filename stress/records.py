@@ -1,0 +1,74 @@
+"""What the run reads back, as plain frozen values the checks can judge without I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+#: One call of a probe's schedule (or one failed cycle): when, and by which process.
+Attempt = tuple[datetime, str]
+#: One account: id, e-mail address, whether ``email_sent_at`` is set.
+Account = tuple[int, str, bool]
+#: One process's way out after a signal: its label, seconds until exit, exit code
+#: (None when it had to be killed).
+Exit = tuple[str, float, int | None]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def seconds(delta: timedelta) -> float:
+    return delta.total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """``send_user_email``'s running executions and effective limit, read in one query."""
+
+    at: datetime
+    running: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    id: int
+    task: str
+    instruction: str
+    started_at: datetime
+    ended_at: datetime | None
+    hostname: str
+    failed: bool
+    terminated_at: datetime | None
+    terminated_reason: str | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.ended_at is not None and not self.failed and self.terminated_at is None
+
+    @property
+    def faulted(self) -> bool:
+        """Failed or terminated: the cases in which a second e-mail is allowed."""
+        return self.failed or self.terminated_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class EndedExecution:
+    """An execution the killed runner left running, once it has ended."""
+
+    id: int
+    started_at: datetime
+    ended_at: datetime
+    terminated_at: datetime | None
+    terminated_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stranded:
+    """An execution terminated after a database restart began."""
+
+    id: int
+    hostname: str
+    started_at: datetime
+    terminated_at: datetime

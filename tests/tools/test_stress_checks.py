@@ -1,0 +1,327 @@
+"""The stress run's checks (stress/checks/): each passes on good data and fails on bad data.
+
+Plain values in, verdicts out: no database, no process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stress import checks
+from stress.records import EndedExecution, Execution, Sample, Stranded
+from stress.results import (
+    DrainResult,
+    KillResult,
+    Outage,
+    OverrideResult,
+    PauseResult,
+    RepeatedRestartsResult,
+    RestartResult,
+    ShutdownResult,
+    SteadyResult,
+)
+
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def at(offset: float) -> datetime:
+    return T0 + timedelta(seconds=offset)
+
+
+def verdicts(findings: checks.Findings) -> dict[str, bool]:
+    return {check.name: check.ok for check in findings.checks}
+
+
+def execution(
+    pk: int, instruction: str, start: float, end: float | None, **extra: Any
+) -> Execution:
+    fields: dict[str, Any] = dict(task="send_user_email", hostname="r2.g1", failed=False)
+    fields |= dict(terminated_at=None, terminated_reason=None) | extra
+    return Execution(
+        id=pk,
+        instruction=instruction,
+        started_at=at(start),
+        ended_at=None if end is None else at(end),
+        **fields,
+    )
+
+
+# -- the scenarios' checks ------------------------------------------------------------------
+
+
+def steady(idle: int, bad: int, slow: int = 1) -> SteadyResult:
+    return SteadyResult(at(0), at(12), 1200, idle, bad, slow, 10)
+
+
+def test_steady_cadence_of_one_a_second_passes() -> None:
+    findings = checks.steady(steady(idle=11, bad=12))
+    assert findings.ok
+    assert dict(findings.summary)["e-mails per second (steady)"] == "100"
+
+
+def test_steady_cadence_too_high_or_a_second_slow_attempt_fails() -> None:
+    assert verdicts(checks.steady(steady(idle=30, bad=3, slow=2))) == {
+        "cadence idle_probe": False,
+        "cadence bad_input_probe": False,
+        "slow_probe first attempt": False,
+    }
+
+
+def pause(email_starts: tuple[float, ...], idle: tuple[float, ...], owed: int = 100) -> PauseResult:
+    return PauseResult(
+        paused=at(0),
+        watched=at(4),
+        watch=4.0,
+        owed=owed,
+        email_starts=tuple(at(t) for t in email_starts),
+        last_start=at(max(email_starts, default=-0.1)),
+        idle_attempts=tuple(at(t) for t in idle),
+        resumed_after=0.3,
+    )
+
+
+def test_pause_stopping_work_within_its_delay_passes() -> None:
+    assert checks.pause(pause(email_starts=(0.2, 0.9), idle=(-1.0, 1.5))).ok
+
+
+def test_pause_with_work_started_late_or_nothing_owed_fails() -> None:
+    assert not checks.pause(pause(email_starts=(0.2, 3.0), idle=(1.5,))).ok
+    assert not checks.pause(pause(email_starts=(0.2,), idle=(2.5,))).ok
+    assert not checks.pause(pause(email_starts=(0.2,), idle=(), owed=0)).ok
+
+
+def override(after_grace: tuple[int, ...], starts: int = 50) -> OverrideResult:
+    return OverrideResult(
+        changes=((at(0), 2), (at(6), 10)),
+        lowered_at=(at(0),),
+        within_grace=(9, 5, 2),
+        after_grace=after_grace,
+        starts=starts,
+    )
+
+
+def test_override_respected_after_the_grace_period_passes() -> None:
+    findings = checks.override(override((2,) * 20))
+    assert findings.ok
+    assert dict(findings.summary)["override 2: max sampled running"] == "2 (limit 2)"
+
+
+def test_override_exceeded_or_without_work_fails() -> None:
+    assert not checks.override(override((2,) * 19 + (3,))).ok
+    assert not checks.override(override((2,) * 20, starts=0)).ok
+    assert not checks.override(override((2,) * 5)).ok
+
+
+def kill(
+    duration: float, signalled: int = 2, reason: str = "maximum execution duration exceeded"
+) -> KillResult:
+    ended = tuple(EndedExecution(pk, at(0), at(duration), at(duration), reason) for pk in (1, 2))
+    return KillResult("r1.g1", -9, at(0.5), ("7", "8"), ended, signalled, 2, ())
+
+
+def test_kill_with_every_execution_terminated_in_time_passes() -> None:
+    assert checks.kill(kill(duration=3.4)).ok
+
+
+def test_kill_with_an_early_end_a_missing_signal_or_another_reason_fails() -> None:
+    assert not checks.kill(kill(duration=2.0)).ok
+    findings = checks.kill(kill(duration=3.4, signalled=1))
+    assert not findings.ok
+    assert findings.checks[0].examples  # the executions are shown
+    assert not checks.kill(kill(duration=3.4, reason="cancelled")).ok
+
+
+def restart(
+    alive_after: int = 4, errors: int = 3, listening: int = 4, first: float = 1.0
+) -> RestartResult:
+    return RestartResult(
+        outage=Outage(stopping=at(-0.2), down=at(0), up=at(3), alive_while_down=4),
+        alive_after=alive_after,
+        errors=tuple((f"r{n}.g1", errors) for n in range(1, 5)),
+        first_start=at(3 + first),
+        first_idle=at(3.5),
+        stranded=(Stranded(5, "r2.g1", at(-1), at(5)),),
+        listening=listening,
+        relisten=4.0,
+    )
+
+
+def test_database_restart_survived_passes() -> None:
+    findings = checks.database_restart(restart())
+    assert findings.ok
+    assert findings.checks[0].examples == ()
+
+
+def test_database_restart_with_a_dead_runner_no_errors_logged_or_no_listener_fails() -> None:
+    assert not checks.database_restart(restart(alive_after=3)).ok
+    assert not checks.database_restart(restart(errors=0)).ok
+    assert not checks.database_restart(restart(listening=3)).ok
+    assert not checks.database_restart(restart(first=61)).ok
+
+
+def test_repeated_restarts_pass_when_listening_again_in_time() -> None:
+    assert checks.repeated_restarts(RepeatedRestartsResult((4.1, 4.0, 4.2), (4, 4, 4, 4))).ok
+    assert not checks.repeated_restarts(RepeatedRestartsResult((4.1, float("inf")), (4, 4, 4))).ok
+    assert not checks.repeated_restarts(RepeatedRestartsResult((4.1,), (4, 3))).ok
+
+
+def shutdown(elapsed: float = 1.0, code: int | None = 0, left: int | None = 0) -> ShutdownResult:
+    exits = (("r1.g1", 0.9, 0), ("r2.g1", elapsed, code))
+    return ShutdownResult(exits, left, at(0))
+
+
+def test_sigterm_with_clean_exits_in_time_passes() -> None:
+    findings = checks.sigterm_during_work(shutdown())
+    assert findings.ok
+    assert dict(findings.summary)["SIGTERM during work: shutdown"] == "r1.g1 0.9s, r2.g1 1.0s"
+    assert checks.sigterm_at_end(shutdown(left=None)).ok
+
+
+def test_sigterm_too_slow_killed_or_leaving_work_fails() -> None:
+    assert not checks.sigterm_during_work(shutdown(elapsed=36.0)).ok
+    assert not checks.sigterm_during_work(shutdown(code=None)).ok
+    assert not checks.sigterm_during_work(shutdown(left=1)).ok
+    assert not checks.sigterm_at_end(shutdown(code=1, left=None)).ok
+
+
+def test_drain_reports_what_was_served() -> None:
+    assert "all 10 accounts served" in checks.drain(DrainResult(10, 3.0)).checks[0].detail
+
+
+# -- the checks over the whole run ----------------------------------------------------------
+
+
+def test_no_overlap_passes_on_back_to_back_executions() -> None:
+    findings = checks.no_overlap([execution(1, "7", 0, 1), execution(2, "7", 1, 2)])
+    assert findings.ok
+    assert dict(findings.summary)["dispatched twice while active"] == "0"
+
+
+def test_no_overlap_fails_on_an_overlap_or_an_execution_left_running() -> None:
+    findings = checks.no_overlap([execution(1, "7", 0, 1.5), execution(2, "7", 1, 2)])
+    assert not findings.ok
+    assert "overlap: send_user_email '7'" in findings.checks[0].examples[0]
+    assert not checks.no_overlap([execution(1, "7", 0, None)]).ok
+
+
+ACCOUNTS = [(7, "a@example.com", True), (8, "b@example.com", True)]
+
+
+def test_accounts_served_once_and_mailed_once_pass() -> None:
+    email = [execution(1, "7", 0, 1), execution(2, "8", 0, 1)]
+    mails = {"a@example.com": 1, "b@example.com": 1}
+    assert checks.accounts(email, ACCOUNTS, mails, "r1.g1", ()).ok
+
+
+def test_accounts_mailed_twice_after_a_termination_pass() -> None:
+    email = [
+        execution(1, "7", 0, 3, hostname="r1.g1", terminated_at=at(3)),
+        execution(2, "7", 4, 5),
+        execution(3, "8", 0, 1),
+    ]
+    mails = {"a@example.com": 2, "b@example.com": 1}
+    assert checks.accounts(email, ACCOUNTS, mails, "r1.g1", ("7",)).ok
+
+
+def test_accounts_unserved_unmailed_or_mailed_twice_without_a_fault_fail() -> None:
+    email = [execution(1, "7", 0, 1), execution(2, "8", 0, 1)]
+    unserved = [(7, "a@example.com", True), (8, "b@example.com", False)]
+    mails = {"a@example.com": 1, "b@example.com": 1}
+    assert verdicts(checks.accounts(email, unserved, mails, "", ())) == {
+        "every account processed": False,
+        "every account e-mailed": True,
+    }
+    twice = {"a@example.com": 2, "b@example.com": 1}
+    assert not checks.accounts(email, ACCOUNTS, twice, "", ()).ok
+    unknown = {**mails, "c@example.com": 1}
+    assert not checks.accounts(email, ACCOUNTS, unknown, "", ()).ok
+    # The killed runner's account was served by no other process.
+    killed = [execution(1, "7", 0, 1, hostname="r1.g1"), execution(2, "8", 0, 1)]
+    assert not checks.accounts(killed, ACCOUNTS, mails, "r1.g1", ("7",)).ok
+
+
+def test_running_at_starts_counts_an_end_at_a_start_as_gone() -> None:
+    spans = [(at(0), at(5)), (at(5), at(10)), (at(6), None)]
+    assert checks.running_at_starts(spans) == [(at(0), 1), (at(5), 1), (at(6), 2)]
+
+
+def test_limit_at_follows_the_timeline() -> None:
+    limits = [(at(0), 10), (at(5), 2), (at(10), 10)]
+    assert [checks.limit_at(limits, at(t)) for t in (-1, 0, 7, 10)] == [10, 10, 2, 10]
+
+
+def concurrency(
+    email: Sequence[Execution],
+    samples: Sequence[Sample] = (),
+    lowered: Sequence[datetime] = (),
+) -> checks.Findings:
+    limits = [(at(-100), 3), (at(10), 1), (at(20), 3)]
+    samples = samples or [Sample(at(1), 2, 3), Sample(at(2), 3, 3)]
+    return checks.concurrency(email, samples, 0, limits, lowered)
+
+
+def test_concurrency_within_the_limit_in_force_passes() -> None:
+    email = [execution(n, str(n), 0, 12) for n in range(3)] + [execution(9, "9", 12, 13)]
+    findings = concurrency(email, lowered=(at(10),))
+    assert findings.ok
+    assert dict(findings.summary)["max concurrency: sampled / swept"].startswith("3 / 3 ")
+
+
+def test_concurrency_over_the_limit_fails_swept_and_sampled() -> None:
+    swept = concurrency([execution(n, str(n), 11 + n, 15) for n in range(2)])
+    assert verdicts(swept) == {"concurrency (sampled)": True, "concurrency (swept)": False}
+    assert "over the limit: 2 running" in swept.checks[0].examples[0]
+    sampled = concurrency([], samples=[Sample(at(30), 4, 3)])
+    assert verdicts(sampled) == {"concurrency (sampled)": False, "concurrency (swept)": True}
+
+
+def test_concurrency_samples_over_a_lowered_limit_in_the_grace_period_pass() -> None:
+    assert concurrency([], samples=[Sample(at(11), 3, 1)], lowered=(at(10),)).ok
+    assert not concurrency([], samples=[Sample(at(13), 3, 1)], lowered=(at(10),)).ok
+
+
+def test_idle_gaps_of_a_second_pass_and_shorter_ones_fail() -> None:
+    assert checks.idle_gaps([(at(0), "r1.g1"), (at(1.0), "r2.g1")]).ok
+    findings = checks.idle_gaps([(at(0), "r1.g1"), (at(0.5), "r2.g1")])
+    assert not findings.ok
+    assert "attempts 0.500s apart: r1.g1" in findings.checks[0].examples[0]
+    assert not checks.idle_gaps([]).ok
+
+
+REASONS = [f"UnexpectedTaskInstructionsError: bad instructions: reason {n}" for n in range(5)]
+
+
+def test_bad_input_rejected_in_many_ways_and_never_dispatched_passes() -> None:
+    assert checks.bad_input([(at(0), "r1.g1")], REASONS, [execution(1, "7", 0, 1)]).ok
+
+
+def test_bad_input_dispatched_or_rejected_too_uniformly_fails() -> None:
+    dispatched = [execution(1, "7", 0, 1, task="bad_input_probe")]
+    assert not checks.bad_input([], REASONS, dispatched).ok
+    assert not checks.bad_input([], REASONS[:4], []).ok
+
+
+def test_bad_gaps_pass_at_the_delay_and_fail_below() -> None:
+    assert checks.bad_gaps([(at(0), "r1.g1"), (at(1.0), "r2.g1")]).ok
+    findings = checks.bad_gaps([(at(0), "r1.g1"), (at(0.1), "r2.g1")])
+    assert not findings.ok
+    assert dict(findings.summary)["bad_input_probe attempts < 0.9s apart"] == "1"
+
+
+def test_slow_probe_not_attempted_again_after_restarts_passes() -> None:
+    assert checks.slow_after_restarts([at(0)], [at(40)]).ok
+    assert checks.slow_after_restarts([at(0), at(300)], [at(40)]).ok
+
+
+def test_slow_probe_attempted_too_soon_or_without_a_restart_fails() -> None:
+    assert not checks.slow_after_restarts([at(0), at(50)], [at(40)]).ok
+    assert not checks.slow_after_restarts([at(0)], [at(400)]).ok
+    assert not checks.slow_after_restarts([], [at(40)]).ok
+
+
+def test_cycles_only_reports() -> None:
+    findings = checks.cycles(12, [execution(1, "7", 0, 1), execution(2, "8", 0, 1)])
+    assert findings.checks == ()
+    assert dict(findings.summary)["maintenance_task row updates"].startswith("12 (~ committed")
