@@ -1,0 +1,208 @@
+"""The correctness checks and the targets, as pure functions of figures and rows.
+
+Nothing here reads a database, a clock or a file: the children read the
+tables and pass what they found, the orchestrator passes the children's
+results. That keeps every rule in one place, where a unit test can show it
+passing on good data and complaining on bad (``tests/tools/test_benchmark_checks.py``).
+
+Checks return *problems* (strings; any problem fails the run and the exit
+status). Targets return a :class:`Target` whose ``ok`` is reported as
+``met`` / ``MISSED``, never asserted: timings on a shared machine are noisy.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from scripts.measure import most_at_once
+
+#: A variant is expected to reach this share of its baseline's instr/s.
+MIN_RATIO_TO_BASELINE = 0.8
+#: The median slot-refill gap on PostgreSQL should stay under this.
+MAX_REFILL_GAP_MS = 10.0
+#: An idle runner should use less than this share of one core.
+MAX_IDLE_CPU_SHARE = 0.02
+#: Attempts per second may exceed what the delays ask for by this factor.
+ATTEMPT_RATE_SLACK = 1.05
+#: An idle task with a delay of 1 s beside a busy one: more than this per second is a storm.
+MAX_IDLE_ATTEMPTS_PER_S = 2.5
+#: Idle tasks with delays of 1 s must be attempted at least this often per second each.
+MIN_IDLE_ATTEMPT_SHARE = 0.8
+
+
+class Target(NamedTuple):
+    """A figure against its goal; ``ok`` is None when there was no figure."""
+
+    name: str
+    ok: bool | None
+
+
+class ExecutionRow(NamedTuple):
+    """What the drain check needs of one execution of the drained task."""
+
+    instruction: str
+    running: bool
+    failed: bool
+    started_at: Any
+    ended_at: Any
+
+
+def median(values: Sequence[float]) -> float | None:
+    """The median, or None for no values (a variant with no successful run)."""
+    return statistics.median(values) if values else None
+
+
+# -- checks of one run (problems) ------------------------------------------------
+
+
+def drain_problems(
+    *,
+    accounts: int,
+    account_ids: set[str],
+    owed: int,
+    executions: Sequence[ExecutionRow],
+    concurrency: int,
+) -> list[str]:
+    """Compare the accounts and the task's executions with what a perfect drain leaves.
+
+    Every account processed, each by exactly one execution, none left running
+    or failed, and never more than ``concurrency`` executions running at once
+    (from their ``started_at``/``ended_at``): the scheduler's promises, which
+    a fast but wrong run must not get away with.
+    """
+    problems: list[str] = []
+
+    def expect(condition: bool, message: str) -> None:
+        if not condition:
+            problems.append(message)
+
+    instructions = [row.instruction for row in executions]
+    running = sum(1 for row in executions if row.running)
+    failed = sum(1 for row in executions if row.failed)
+    expect(len(account_ids) == accounts, f"{len(account_ids)} accounts, not {accounts}")
+    expect(owed == 0, f"{owed} account(s) never processed")
+    expect(len(instructions) == accounts, f"{len(instructions)} executions for {accounts} accounts")
+    duplicates = len(instructions) - len(set(instructions))
+    expect(duplicates == 0, f"{duplicates} account(s) dispatched more than once")
+    expect(set(instructions) == account_ids, "executions do not match the accounts")
+    expect(running == 0, f"{running} execution(s) left running")
+    expect(failed == 0, f"{failed} execution(s) failed")
+    spans = [(row.started_at, row.ended_at) for row in executions if row.ended_at is not None]
+    try:
+        most = most_at_once(spans)
+    except ValueError as error:  # an execution that ended before it started
+        problems.append(str(error))
+    else:
+        expect(most <= concurrency, f"{most} executions ran at once, concurrency {concurrency}")
+    return problems
+
+
+def finished_problems(finished: bool, timeout: float) -> list[str]:
+    """A run that did not end its work in time has no meaningful figures."""
+    return [] if finished else [f"not drained within {timeout} s"]
+
+
+def already_ended_problems(not_ended: int) -> list[str]:
+    """``complete()`` that ended nothing means someone else ended the execution first."""
+    return [f"{not_ended} execution(s) were already ended when completed"] if not_ended else []
+
+
+def idle_beside_busy_problems(attempts_per_s: float) -> list[str]:
+    """An idle task (delay 1 s) beside a busy one must not be woken by the busy one's ends."""
+    if attempts_per_s > MAX_IDLE_ATTEMPTS_PER_S:
+        return [f"idle task attempted {attempts_per_s:.1f} times per second (delay 1 s)"]
+    return []
+
+
+def backoff_problems(phases: Mapping[str, Mapping[str, int]], seconds: float) -> list[str]:
+    """Wake-ups must not undo an idle task's delay: about one attempt a second, alone or not."""
+    return [
+        f"idle task attempted {figures['attempts']} times in {seconds} s ({phase}), delay 1 s"
+        for phase, figures in phases.items()
+        if figures["attempts"] > 2 * seconds + 2
+    ]
+
+
+def idle_problems(attempts: int, tasks: int, wall: float) -> list[str]:
+    """A runner that cannot keep up with many idle tasks starves them: attempted too rarely."""
+    if attempts < MIN_IDLE_ATTEMPT_SHARE * tasks * wall:  # delays of 1 s: about one a second
+        return [f"{attempts} attempts of {tasks} tasks in {wall:.1f} s"]
+    return []
+
+
+def run_problems(result: Mapping[str, Any] | None, returncode: int | None, log: str) -> list[str]:
+    """What went wrong with one child: no result line, its own problems, a non-zero exit."""
+    if not result:
+        return [f"no result (exit {returncode}), see {log}"]
+    problems = list(result.get("problems", []))
+    if returncode != 0:
+        problems.append(f"exit {returncode}, see {log}")
+    return problems
+
+
+# -- targets (reported, not asserted) --------------------------------------------
+
+
+def rate(result: Mapping[str, Any]) -> float:
+    """Instructions per second of wall time of one drain run."""
+    return float(result["instructions"] / result["wall"])
+
+
+def ratio_to_baseline(
+    results: Mapping[str, Sequence[Mapping[str, Any]]], key: str, baseline: str | None
+) -> tuple[float, float] | None:
+    """Median instr/s over that of ``baseline``, and the median of the ratios within each round.
+
+    The variants of one round ran one after the other, so their ratio is
+    less disturbed by a neighbour's load than the ratio of two medians.
+    ``results`` maps a variant's key to its runs, each with its ``round``.
+    """
+    if baseline is None:
+        return None
+    base = results.get(baseline) or []
+    runs = results.get(key) or []
+    if not base or not runs:
+        return None
+    base_by_round = {r["round"]: rate(r) for r in base}
+    paired = [rate(r) / base_by_round[r["round"]] for r in runs if r["round"] in base_by_round]
+    overall = statistics.median([rate(r) for r in runs]) / statistics.median(
+        [rate(r) for r in base]
+    )
+    return overall, statistics.median(paired) if paired else overall
+
+
+def drain_target(label: str, baseline: str, ratios: tuple[float, float] | None) -> Target:
+    """A variant against the baseline doing the same database work, by the per-round ratio."""
+    ok = None if ratios is None else ratios[1] >= MIN_RATIO_TO_BASELINE
+    figure = "no result" if ratios is None else f"{ratios[1]:.2f}x"
+    return Target(f"drain, {label}: >= {MIN_RATIO_TO_BASELINE}x {baseline} ({figure})", ok)
+
+
+def refill_target(label: str, gap_median_ms: float | None) -> Target:
+    """A freed slot should be refilled at once, not after the task's delay of 1 s."""
+    ok = None if gap_median_ms is None else gap_median_ms < MAX_REFILL_GAP_MS
+    return Target(f"slot refill, {label}: median gap < {MAX_REFILL_GAP_MS:.0f} ms", ok)
+
+
+def connection_limit(workers: int) -> int:
+    """One connection per worker thread, plus housekeeping and the listener."""
+    return workers + 2
+
+
+def idle_targets(result: Mapping[str, Any]) -> list[Target]:
+    """What waiting costs: CPU, connections and queries of an idle run's result."""
+    expected = result["tasks"] * 1.0  # one attempt per task per second
+    connections = result["connections_max"]
+    connections_ok = (
+        None if connections is None else connections <= connection_limit(result["workers"])
+    )
+    return [
+        Target("idle: CPU < 2% of one core", result["cpu_share"] < MAX_IDLE_CPU_SHARE),
+        Target("idle: connections <= workers + 2", connections_ok),
+        Target(
+            "idle: queries/s no more than the delays ask for",
+            result["attempts_per_s"] <= expected * ATTEMPT_RATE_SLACK,
+        ),
+    ]

@@ -1,0 +1,139 @@
+"""What runs, and how much of it: the full run, the quick one, the drain variants.
+
+Data only, so that what a run measures can be read in one screen and
+changed in one place; :mod:`benchmarks.sections` runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of each workload to run."""
+
+    drain_accounts: int
+    drain_runs: int
+    sqlite_drain_accounts: int
+    refill_accounts: int
+    sqlite_refill_accounts: int
+    idle_tasks: int
+    idle_warmup: float
+    idle_seconds: float
+    sqlite_idle_seconds: float
+    backoff_seconds: float
+    sqlite_backoff: bool
+    timeout: float
+
+
+#: The figures of the README: about 8-10 minutes on 2 cores.
+FULL = Plan(
+    drain_accounts=20_000,
+    drain_runs=3,
+    sqlite_drain_accounts=20_000,
+    refill_accounts=2_000,
+    sqlite_refill_accounts=500,
+    idle_tasks=500,
+    idle_warmup=3.0,
+    idle_seconds=20.0,
+    sqlite_idle_seconds=10.0,
+    backoff_seconds=5.0,
+    sqlite_backoff=True,
+    timeout=600.0,
+)
+#: For CI (``--quick``): every workload and check, on less data.
+QUICK = Plan(
+    drain_accounts=1_500,
+    drain_runs=2,
+    sqlite_drain_accounts=1_000,
+    refill_accounts=100,
+    sqlite_refill_accounts=100,
+    idle_tasks=500,
+    idle_warmup=2.0,
+    idle_seconds=5.0,
+    sqlite_idle_seconds=3.0,
+    backoff_seconds=5.0,
+    sqlite_backoff=False,
+    timeout=120.0,
+)
+
+#: The drain's concurrency: the most instructions of one task running at once.
+CONCURRENCY = 50
+#: How long after its dispatch the slot-refill run completes each execution, in seconds.
+HOLD = 0.010
+
+
+@dataclass(frozen=True)
+class DrainVariant:
+    """One way of draining the accounts, run as its own child process."""
+
+    key: str
+    label: str
+    #: The child's workload: ``drain`` (django-planton) or ``baseline`` (psycopg loop).
+    workload: str
+    params: dict[str, str] = field(default_factory=dict)
+    #: The key of the baseline that does the same database work; None for a baseline.
+    baseline: str | None = None
+    #: Extra environment of the child (the settings read it).
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_baseline(self) -> bool:
+        """A psycopg loop: PostgreSQL only, and nothing to compare it with."""
+        return self.workload == "baseline"
+
+
+# Each django-planton variant is compared with the baseline that does the same
+# database work per instruction.
+DRAIN_VARIANTS = (
+    DrainVariant(
+        "single",
+        "per-instruction receiver",
+        "drain",
+        {"receiver": "single"},
+        "baseline-per-instruction",
+    ),
+    DrainVariant("batch", "batch receiver", "drain", {"receiver": "batch"}, "baseline"),
+    DrainVariant(
+        "complete-only",
+        "complete-only receiver",
+        "drain",
+        {"receiver": "complete-only"},
+        "baseline",
+    ),
+    DrainVariant("baseline", "psycopg loop (baseline)", "baseline", {"mark": "claim"}),
+    DrainVariant(
+        "baseline-per-instruction",
+        "psycopg loop, per-instruction (baseline)",
+        "baseline",
+        {"mark": "receiver"},
+    ),
+)
+# With --prepared: the per-instruction receiver with psycopg's prepared statements.
+PREPARED_VARIANT = DrainVariant(
+    "prepared",
+    "per-instruction, prepared statements",
+    "drain",
+    {"receiver": "single"},
+    "baseline-per-instruction",
+    env={"PLANTON_BENCH_PREPARED": "1"},
+)
+
+
+def postgres_variants(*, prepared: bool) -> list[DrainVariant]:
+    """The PostgreSQL drain variants, in the order each round runs them.
+
+    The prepared variant, when asked for, comes after the django-planton
+    variants and before the baselines.
+    """
+    variants = list(DRAIN_VARIANTS)
+    if prepared:
+        first_baseline = next(i for i, v in enumerate(variants) if v.is_baseline)
+        variants.insert(first_baseline, PREPARED_VARIANT)
+    return variants
+
+
+def sqlite_variants() -> list[DrainVariant]:
+    """The django-planton variants only: the baselines are psycopg loops."""
+    return [v for v in DRAIN_VARIANTS if not v.is_baseline]

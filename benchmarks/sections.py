@@ -1,0 +1,163 @@
+"""The four sections of the report, each: run its children, print its table, give its targets.
+
+Sections run in the order of the README (drain, slot refill, back-off,
+idle); each returns its targets so that they are printed together at the
+end. What to run comes from :mod:`benchmarks.plan`, the rules from
+:mod:`benchmarks.checks`, the layout from :mod:`benchmarks.report`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from . import report
+from .checks import Target, drain_target, idle_targets, ratio_to_baseline, refill_target
+from .databases import Database, Databases
+from .plan import CONCURRENCY, HOLD, DrainVariant, Plan, postgres_variants, sqlite_variants
+from .protocol import Result
+from .report import emit, progress, table
+from .session import Session
+
+DrainResults = dict[str, list[Result]]
+
+
+def run_drains(
+    session: Session,
+    database: Database,
+    plan: Plan,
+    *,
+    accounts: int,
+    runs: int,
+    variants: Sequence[DrainVariant],
+) -> DrainResults:
+    """Each variant ``runs`` times, alternating (A B C A B C ...), so load hurts all alike.
+
+    Only successful runs are kept, each with its ``round`` for the per-round ratios.
+    """
+    results: DrainResults = {variant.key: [] for variant in variants}
+    for round_number in range(1, runs + 1):
+        for variant in variants:
+            params = {
+                "accounts": accounts,
+                "concurrency": CONCURRENCY,
+                "timeout": plan.timeout,
+                **variant.params,
+            }
+            label = f"drain {variant.label} #{round_number}"
+            result = session.run(database, variant.workload, params, label=label, env=variant.env)
+            if result and not result.get("problems"):
+                results[variant.key].append({**result, "round": round_number})
+    return results
+
+
+def drain_section(
+    session: Session, databases: Databases, plan: Plan, *, prepared: bool
+) -> list[Target]:
+    """1+2: every drain variant on PostgreSQL against its baseline; once each on SQLite."""
+    progress("1. Drain")
+    pg_variants = postgres_variants(prepared=prepared)
+    pg_results = run_drains(
+        session,
+        databases.postgres,
+        plan,
+        accounts=plan.drain_accounts,
+        runs=plan.drain_runs,
+        variants=pg_variants,
+    )
+    rows = report.drain_rows("postgresql", pg_variants, pg_results)
+    lite_variants = sqlite_variants()
+    lite_results: DrainResults = {}
+    if databases.sqlite:
+        lite_results = run_drains(
+            session,
+            databases.sqlite,
+            plan,
+            accounts=plan.sqlite_drain_accounts,
+            runs=1,
+            variants=lite_variants,
+        )
+        rows += report.drain_rows("sqlite", lite_variants, lite_results)
+    emit(report.drain_intro(plan))
+    emit(table(report.DRAIN_HEADERS, rows))
+    emit("CPU seconds by thread (median):")
+    emit(report.thread_lines("postgresql", pg_variants, pg_results))
+    emit(report.thread_lines("sqlite", lite_variants, lite_results))
+    emit()
+    return [
+        drain_target(v.label, v.baseline, ratio_to_baseline(pg_results, v.key, v.baseline))
+        for v in pg_variants
+        if v.baseline is not None
+    ]
+
+
+def refill_section(session: Session, databases: Databases, plan: Plan) -> list[Target]:
+    """3: how soon a slot freed by another thread or process is filled again."""
+    progress("3. Slot refill")
+    runs = [
+        (databases.postgres, "another thread", "thread", plan.refill_accounts),
+        (databases.postgres, "another process", "process", plan.refill_accounts),
+    ]
+    if databases.sqlite:
+        runs.append((databases.sqlite, "another thread", "thread", plan.sqlite_refill_accounts))
+    rows: list[report.Row] = []
+    targets: list[Target] = []
+    for database, label, completer, accounts in runs:
+        params = {"accounts": accounts, "hold": HOLD, "completer": completer}
+        result = session.run(
+            database,
+            "refill",
+            {**params, "timeout": plan.timeout},
+            label=f"refill, completed by {label}",
+        )
+        ok = None
+        if result and "gap_median_ms" in result and database is databases.postgres:
+            target = refill_target(label, result["gap_median_ms"])
+            targets.append(target)
+            ok = target.ok
+        rows.append(report.refill_row(database.name, label, accounts, result, ok))
+    emit(report.REFILL_INTRO)
+    emit(table(report.REFILL_HEADERS, rows))
+    emit()
+    return targets
+
+
+def backoff_section(session: Session, databases: Databases, plan: Plan) -> list[Target]:
+    """3b: an idle task keeps to its delay, even when its executions keep waking it."""
+    progress("3b. Back-off of an idle task")
+    rows: list[report.Row] = []
+    for database in [databases.postgres] + (
+        [databases.sqlite] if plan.sqlite_backoff and databases.sqlite else []
+    ):
+        seconds = plan.backoff_seconds
+        result = session.run(database, "backoff", {"seconds": seconds}, label="idle task back-off")
+        rows += report.backoff_rows(database.name, seconds, result)
+    emit(report.backoff_intro(plan))
+    emit(table(report.BACKOFF_HEADERS, rows))
+    emit()
+    return []  # its checks fail the run; there is no timing target
+
+
+def idle_section(session: Session, databases: Databases, plan: Plan) -> list[Target]:
+    """4: what many tasks with nothing to do cost in CPU, queries and connections."""
+    progress("4. Idle")
+    runs = [(databases.postgres, plan.idle_seconds)]
+    if databases.sqlite:
+        runs.append((databases.sqlite, plan.sqlite_idle_seconds))
+    rows: list[report.Row] = []
+    targets: list[Target] = []
+    for database, seconds in runs:
+        result = session.run(
+            database,
+            "idle",
+            {"tasks": plan.idle_tasks, "warmup": plan.idle_warmup, "seconds": seconds},
+            label=f"idle, {plan.idle_tasks} tasks",
+        )
+        if not result or "cpu_share" not in result:
+            continue
+        if database is databases.postgres:
+            targets += idle_targets(result)
+        rows.append(report.idle_row(database.name, result))
+    emit(report.idle_intro(plan))
+    emit(table(report.IDLE_HEADERS, rows))
+    emit()
+    return targets

@@ -1,0 +1,119 @@
+"""Workload 1: dispatch and complete ``accounts`` instructions as fast as the runner can.
+
+One task, ``send_user_email``'s claim, concurrency 50, no delay after a
+cycle that found work. The ``receiver`` parameter picks what is done with
+each instruction (see the README's variants): ``single`` (mark the account
+and complete, per instruction), ``batch`` (the whole batch in two
+statements) or ``complete-only`` (the schedule marks, the receiver only
+completes: like for like with the psycopg baseline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from benchmarks.checks import already_ended_problems, finished_problems
+from benchmarks.protocol import Result
+from django_planton import ScheduleContext, Task
+from django_planton.models import MaintenanceTaskExecution
+from django_planton.runner import Runner
+from django_planton.signals import batch_dispatched, task_dispatched
+from example_site.accounts.models import UserAccount
+from example_site.accounts.tasks import send_user_email
+
+from .common import Params, Progress, drain_delay, drain_result, email_task
+from .hooks import maybe_profile
+from .meters import Meter, counting, peak_rss_mb
+from .tables import drained_problems, reset_tables
+
+Receiver = Callable[..., None]
+
+
+def per_instruction_receiver(progress: Progress) -> Receiver:
+    """The example's ``deliver_welcome_email`` minus reading the address and sending the mail."""
+
+    def receiver(sender: Any, *, instruction: str, execution: Any, **kwargs: Any) -> None:
+        with transaction.atomic():
+            UserAccount.objects.filter(pk=int(instruction)).update(email_sent_at=timezone.now())
+            ended = execution.complete()
+        progress.add(int(ended), 1)
+
+    return receiver
+
+
+def complete_only_receiver(progress: Progress) -> Receiver:
+    """Only ``execution.complete()``: the schedule marked the account, as the baseline does."""
+
+    def receiver(sender: Any, *, instruction: str, execution: Any, **kwargs: Any) -> None:
+        progress.add(int(execution.complete()), 1)
+
+    return receiver
+
+
+def batch_receiver(progress: Progress) -> Receiver:
+    """The whole batch at once: one UPDATE of the accounts, one bulk ``complete()``."""
+
+    def receiver(sender: Any, *, executions: list[Any], **kwargs: Any) -> None:
+        account_ids = [int(execution.instruction) for execution in executions]
+        with transaction.atomic():
+            UserAccount.objects.filter(pk__in=account_ids).update(email_sent_at=timezone.now())
+            ended = MaintenanceTaskExecution.objects.filter(
+                pk__in=[execution.pk for execution in executions]
+            ).complete()
+        progress.add(ended, len(executions))
+
+    return receiver
+
+
+def claim_and_mark(context: ScheduleContext) -> list[str | int]:
+    """``send_user_email``'s claim, then mark the claimed accounts in the same transaction.
+
+    What the baseline's claiming statement does; lets a receiver do nothing
+    but complete, so that the two compare like for like.
+    """
+    claimed = list(send_user_email.schedule(context))
+    if claimed:
+        UserAccount.objects.filter(pk__in=claimed).update(email_sent_at=timezone.now())
+    return claimed
+
+
+def drain_task(receiver: str, concurrency: int, progress: Progress) -> Task:
+    """The drained task, with the variant's schedule and its receiver connected."""
+    task = email_task("bench_drain", concurrency=concurrency, calculate_delay=drain_delay)
+    if receiver == "batch":
+        batch_dispatched.connect(batch_receiver(progress), sender=task, weak=False)
+    elif receiver == "complete-only":
+        task = dataclasses.replace(task, schedule=claim_and_mark)
+        task_dispatched.connect(complete_only_receiver(progress), sender=task, weak=False)
+    else:
+        task_dispatched.connect(per_instruction_receiver(progress), sender=task, weak=False)
+    return task
+
+
+def run(params: Params) -> Result:
+    """Drain, from ``Runner.start()`` to the last completion; then check the tables."""
+    accounts, concurrency, timeout = params["accounts"], params["concurrency"], params["timeout"]
+    counter = counting()
+    profiles = maybe_profile()
+    reset_tables(accounts)
+    progress = Progress(accounts)
+    task = drain_task(params["receiver"], concurrency, progress)
+    runner = Runner([task], around_attempt=profiles.around_attempt if profiles else None)
+    meter = Meter(counter)
+    meter.start()
+    runner.start()
+    finished = progress.done.wait(timeout)
+    meter.stop()
+    peak = peak_rss_mb()
+    runner.stop(timeout=30)
+    if profiles:
+        profiles.dump()
+    problems = finished_problems(finished, timeout)
+    problems += already_ended_problems(progress.not_ended)
+    problems += drained_problems(task.name, accounts, concurrency)
+    return drain_result(accounts, meter, meter.queries, peak_rss_mb=peak, problems=problems)

@@ -1,0 +1,208 @@
+"""The benchmarks' correctness checks and targets (benchmarks/checks.py), on plain figures.
+
+Each rule is shown passing on what a good run leaves and reporting on what
+a bad one would; no database, no child process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.checks import (
+    ExecutionRow,
+    Target,
+    already_ended_problems,
+    backoff_problems,
+    connection_limit,
+    drain_problems,
+    drain_target,
+    finished_problems,
+    idle_beside_busy_problems,
+    idle_problems,
+    idle_targets,
+    median,
+    rate,
+    ratio_to_baseline,
+    refill_target,
+    run_problems,
+)
+
+
+def executions(count: int, *, at_once: int = 1) -> list[ExecutionRow]:
+    """``count`` completed executions for accounts 1..count, ``at_once`` running together."""
+    return [
+        ExecutionRow(str(n), False, False, n // at_once, n // at_once + 1)
+        for n in range(1, count + 1)
+    ]
+
+
+def drained(rows: list[ExecutionRow], **overrides: Any) -> list[str]:
+    figures: dict[str, Any] = {
+        "accounts": 4,
+        "account_ids": {"1", "2", "3", "4"},
+        "owed": 0,
+        "executions": rows,
+        "concurrency": 2,
+    }
+    return drain_problems(**{**figures, **overrides})
+
+
+# -- the drain check --------------------------------------------------------------
+
+
+def test_a_perfect_drain_has_no_problems() -> None:
+    assert drained(executions(4, at_once=2)) == []
+
+
+def test_an_account_never_processed_is_reported() -> None:
+    problems = drained(executions(3), owed=1)
+    assert "1 account(s) never processed" in problems
+    assert "3 executions for 4 accounts" in problems
+    assert "executions do not match the accounts" in problems
+
+
+def test_an_account_dispatched_twice_is_reported() -> None:
+    rows = [*executions(4), ExecutionRow("4", False, False, 9, 10)]
+    assert "1 account(s) dispatched more than once" in drained(rows)
+
+
+def test_missing_accounts_are_reported() -> None:
+    assert "3 accounts, not 4" in drained(executions(4), account_ids={"1", "2", "3"})
+
+
+def test_executions_left_running_or_failed_are_reported() -> None:
+    rows = executions(4)
+    rows[0] = rows[0]._replace(running=True, ended_at=None)
+    rows[1] = rows[1]._replace(failed=True)
+    problems = drained(rows)
+    assert "1 execution(s) left running" in problems
+    assert "1 execution(s) failed" in problems
+
+
+def test_more_executions_at_once_than_the_concurrency_are_reported() -> None:
+    assert drained(executions(4, at_once=4)) == ["3 executions ran at once, concurrency 2"]
+
+
+def test_an_execution_ending_before_it_started_is_reported_not_raised() -> None:
+    rows = executions(4)
+    rows[2] = rows[2]._replace(started_at=5, ended_at=4)
+    assert drained(rows) == ["not a closed span: (5, 4)"]
+
+
+# -- the other checks of one run ------------------------------------------------------
+
+
+def test_a_run_that_finished_in_time_passes() -> None:
+    assert finished_problems(True, 120) == []
+    assert finished_problems(False, 120) == ["not drained within 120 s"]
+
+
+def test_completions_that_ended_nothing_are_reported() -> None:
+    assert already_ended_problems(0) == []
+    assert already_ended_problems(2) == ["2 execution(s) were already ended when completed"]
+
+
+def test_an_idle_task_beside_a_busy_one_keeps_its_delay() -> None:
+    assert idle_beside_busy_problems(1.3) == []
+    assert idle_beside_busy_problems(4.0) == [
+        "idle task attempted 4.0 times per second (delay 1 s)"
+    ]
+
+
+def test_an_idle_task_backs_off_even_when_woken() -> None:
+    good = {"alone": {"attempts": 5, "cycles": 5}, "woken": {"attempts": 6, "cycles": 6}}
+    assert backoff_problems(good, 5) == []
+    bad = {"alone": {"attempts": 5, "cycles": 5}, "woken": {"attempts": 40, "cycles": 40}}
+    assert backoff_problems(bad, 5) == ["idle task attempted 40 times in 5 s (woken), delay 1 s"]
+
+
+def test_idle_tasks_must_be_attempted_about_once_a_second() -> None:
+    assert idle_problems(attempts=2_480, tasks=500, wall=5.0) == []
+    assert idle_problems(attempts=1_000, tasks=500, wall=5.0) == [
+        "1000 attempts of 500 tasks in 5.0 s"
+    ]
+
+
+def test_a_child_run_fails_without_a_result_with_problems_or_with_a_bad_exit() -> None:
+    assert run_problems({"problems": []}, 0, "x.log") == []
+    assert run_problems(None, None, "x.log") == ["no result (exit None), see x.log"]
+    assert run_problems({"problems": ["late"]}, 0, "x.log") == ["late"]
+    assert run_problems({"problems": []}, 1, "x.log") == ["exit 1, see x.log"]
+
+
+def test_run_problems_leaves_the_result_alone() -> None:
+    result = {"problems": ["late"]}
+    run_problems(result, 1, "x.log")
+    assert result == {"problems": ["late"]}
+
+
+# -- targets ----------------------------------------------------------------------
+
+
+def drain_run(instructions: int, wall: float, round_number: int) -> dict[str, Any]:
+    return {"instructions": instructions, "wall": wall, "round": round_number}
+
+
+def test_rate_and_median() -> None:
+    assert rate(drain_run(1_000, 2.0, 1)) == 500.0
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([]) is None
+
+
+def test_the_ratio_to_the_baseline_pairs_runs_by_round() -> None:
+    results = {
+        "variant": [drain_run(1_000, 1.0, 1), drain_run(1_000, 2.0, 2)],  # 1,000 then 500/s
+        "baseline": [drain_run(1_000, 1.0, 1), drain_run(1_000, 4.0, 2)],  # 1,000 then 250/s
+    }
+    overall, paired = ratio_to_baseline(results, "variant", "baseline") or (0.0, 0.0)
+    assert paired == 1.5  # median of 1.0 and 2.0, round by round
+    assert overall == 750 / 625  # ratio of the medians
+
+
+def test_no_ratio_without_a_baseline_or_its_runs() -> None:
+    results = {"variant": [drain_run(1_000, 1.0, 1)], "baseline": []}
+    assert ratio_to_baseline(results, "variant", None) is None
+    assert ratio_to_baseline(results, "variant", "baseline") is None
+
+
+def test_a_drain_target_is_met_from_four_fifths_of_its_baseline() -> None:
+    assert drain_target("batch", "baseline", (1.2, 0.8)) == Target(
+        "drain, batch: >= 0.8x baseline (0.80x)", True
+    )
+    assert drain_target("batch", "baseline", (1.0, 0.5)).ok is False
+    assert drain_target("batch", "baseline", None) == Target(
+        "drain, batch: >= 0.8x baseline (no result)", None
+    )
+
+
+def test_a_refill_target_wants_a_median_gap_under_10_ms() -> None:
+    assert refill_target("another thread", 5.2) == Target(
+        "slot refill, another thread: median gap < 10 ms", True
+    )
+    assert refill_target("another thread", 1_000.0).ok is False
+    assert refill_target("another thread", None).ok is None
+
+
+def idle_result(**overrides: Any) -> dict[str, Any]:
+    figures = {
+        "tasks": 500,
+        "workers": 4,
+        "cpu_share": 0.015,
+        "connections_max": 5,
+        "attempts_per_s": 500.0,
+    }
+    return {**figures, **overrides}
+
+
+def test_an_idle_runner_that_costs_little_meets_its_targets() -> None:
+    assert connection_limit(4) == 6
+    assert [target.ok for target in idle_targets(idle_result())] == [True, True, True]
+
+
+def test_an_idle_runner_that_costs_too_much_misses_them() -> None:
+    busy = idle_result(cpu_share=0.05, connections_max=9, attempts_per_s=600.0)
+    assert [target.ok for target in idle_targets(busy)] == [False, False, False]
+
+
+def test_unknown_connections_are_no_verdict() -> None:
+    assert idle_targets(idle_result(connections_max=None))[1].ok is None
