@@ -12,10 +12,8 @@ from django_planton.models import (
     ExecutionState,
     MaintenanceTask,
     MaintenanceTaskExecution,
-    insert_executions,
-    postgres_array,
-    update_rows,
 )
+from django_planton.sql import insert_executions, postgres_array, update_rows
 
 from ..factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
 

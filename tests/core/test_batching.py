@@ -300,14 +300,14 @@ def test_quiet_tasks_are_handed_out_late_by_at_most_a_tenth_of_their_delay(make_
     runner = BatchRunner(first_delay=lambda task: delays[task.name])
     planton = make_planton(tasks_named(*delays), cycle_runner=runner)
     with planton._condition:
-        slack = {name: due.at - due.due_at for name, due in planton._pending.items()}
+        slack = {name: due.at - due.due_at for name, due in planton._due.pending.items()}
     assert slack == pytest.approx({"short": 0.015, "long": BATCH_SLACK, "none": BATCH_SLACK})
 
     plain = make_planton(
         tasks_named(*delays), cycle_runner=PlainRunner(first_delay=lambda task: delays[task.name])
     )
     with plain._condition:
-        assert {due.at - due.due_at for due in plain._pending.values()} == {0.0}
+        assert {due.at - due.due_at for due in plain._due.pending.values()} == {0.0}
 
 
 def test_no_task_is_attempted_before_it_is_due_nor_twice_at_once(make_planton):

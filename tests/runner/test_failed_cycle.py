@@ -20,6 +20,7 @@ from django.db import connection
 from django_planton import signals
 from django_planton.models import MaintenanceTask
 from django_planton.runner import DatabaseCycleRunner
+from django_planton.runner.writes import AttemptWriter
 
 pytestmark = [
     pytest.mark.skipif(
@@ -43,16 +44,14 @@ def test_no_other_runner_retries_a_failing_task_while_its_failure_is_recorded(
     runner = make_runner([task])
     other = DatabaseCycleRunner(hostname="other-host")
     seen_by_the_other: list[Any] = []
-    record_failure = DatabaseCycleRunner._record_failure
+    record_failure = AttemptWriter._record_failure
 
     def record_failure_while_another_runner_tries(self, *args: Any, **kwargs: Any) -> Any:
-        if self is runner.cycle_runner:
+        if self is runner.cycle_runner._writer:
             seen_by_the_other.append(in_other_thread(lambda: other.run(task)))
         return record_failure(self, *args, **kwargs)
 
-    monkeypatch.setattr(
-        DatabaseCycleRunner, "_record_failure", record_failure_while_another_runner_tries
-    )
+    monkeypatch.setattr(AttemptWriter, "_record_failure", record_failure_while_another_runner_tries)
 
     [report] = runner.run_once()
 

@@ -17,14 +17,9 @@ from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connection
 
 from django_planton import notify
-from django_planton.notify import (
-    CHANNEL,
-    WAKE_CHANNEL,
-    WAKE_FUNCTION_SQL,
-    EndedListener,
-    listening_supported,
-    wake_on_change,
-)
+from django_planton.notify import EndedListener, listening_supported, wake_on_change
+from django_planton.sql import ENDED_CHANNEL as CHANNEL
+from django_planton.sql import WAKE_CHANNEL, WAKE_FUNCTION_SQL
 
 from ..support import Log
 

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from django_planton.savepoint import LazySavepoint
+from django_planton.runner.savepoint import LazySavepoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
