@@ -25,6 +25,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 __all__ = ["PostgresServer", "server_binaries"]
 
@@ -111,7 +112,9 @@ class PostgresServer:
         """Run ``pg_ctl -D <data> ARGS`` as the server's owner; returns its exit code."""
         return self._run("pg_ctl", "-D", str(self.data), *args, check=check)
 
-    def _run(self, program: str, *args: str, check: bool = True, stdout: object = None) -> int:
+    def _run(
+        self, program: str, *args: str, check: bool = True, stdout: IO[str] | None = None
+    ) -> int:
         binaries = server_binaries()
         if binaries is None or not (binaries / program).exists():
             raise RuntimeError(
@@ -130,7 +133,7 @@ class PostgresServer:
         )
         if check and result.returncode != 0:
             raise RuntimeError(f"{shlex.join(command)} failed: {result.stderr.strip()}")
-        return result.returncode
+        return int(result.returncode)
 
     def _remove_files(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test suite: lint, then pytest on SQLite, then pytest on PostgreSQL.
+# The test suite: lint and type check, then pytest on SQLite, then on PostgreSQL.
 #
 # PostgreSQL: TEST_POSTGRES_URL names a server to use; without it, a throwaway
 # server is started with scripts/postgres.sh (PostgreSQL's server binaries must
@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 echo "== ruff"
 ruff check .
 ruff format --check .
+
+echo "== mypy (strict, with django-stubs; config in pyproject.toml)"
+mypy
 
 echo "== pytest on SQLite"
 env -u DATABASE_URL python -m pytest "$@"
