@@ -82,7 +82,7 @@ def listening_supported(using: str) -> bool:
     connection = connections[using]
     if connection.vendor != "postgresql":
         return False
-    from django.db.backends.postgresql.psycopg_any import (  # type: ignore[import-untyped]
+    from django.db.backends.postgresql.psycopg_any import (  # type: ignore[import-untyped,unused-ignore]
         is_psycopg3,
     )
 

@@ -11,6 +11,7 @@ validate them, and dispatch them.
 - :mod:`.runners`: the :class:`CycleRunner` seam and the in-memory :class:`MemoryCycleRunner`;
 - :mod:`.due`: the heap of due times;
 - :mod:`.wakeups`: the one owner of wake-up state;
+- :mod:`.events`: where the loop's events go (the log, ``on_task``, ``on_error``);
 - :mod:`.loop`: :class:`Planton`, the timer thread and its worker pool.
 
 The Django layer plugs a runner that keeps attempt state on a database row
@@ -18,7 +19,8 @@ into the same loop, so there is one loop, not two.
 """
 
 from .due import DueQueue
-from .loop import BATCH_SIZE, BATCH_SLACK, AttemptHook, Planton, log_error
+from .events import EventSink, log_error
+from .loop import BATCH_SIZE, BATCH_SLACK, AttemptHook, Planton
 from .rules import (
     DEFAULT_DELAY,
     CycleOutcome,
@@ -55,6 +57,7 @@ __all__ = [
     "DelayFunction",
     "DueQueue",
     "ErrorEvent",
+    "EventSink",
     "LimitFunction",
     "MemoryCycleRunner",
     "NextAttempt",

@@ -18,12 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import DuplicateTaskNameError, PlantonError, UnexpectedStateError
 from .due import DueQueue
+from .events import EventSink
 from .rules import DEFAULT_DELAY
 from .runners import BatchCycleRunner, CycleReport, CycleRunner, MemoryCycleRunner
 from .task import ErrorEvent, Task, TaskEvent, validate_task
 from .wakeups import WakeUps
 
-__all__ = ["BATCH_SIZE", "BATCH_SLACK", "AttemptHook", "Planton", "log_error"]
+__all__ = ["BATCH_SIZE", "BATCH_SLACK", "AttemptHook", "Planton"]
 
 logger = logging.getLogger("django_planton")
 
@@ -99,8 +100,7 @@ class Planton:
             raise PlantonError("batch_size must be at least 1.")
         self._runner = cycle_runner
         self._around_attempt = around_attempt or _no_hook
-        self._on_task = on_task
-        self._on_error = on_error
+        self._events = EventSink(on_task, on_error)
         self._max_workers = max_workers or max(1, min(32, len(self._tasks)))
         self._batch_size = batch_size or BATCH_SIZE
         self._batching = isinstance(cycle_runner, BatchCycleRunner) and self._batch_size > 1
@@ -138,7 +138,7 @@ class Planton:
         )
         for task in self._tasks.values():
             report = self._guarded_first(task)
-            self._report(task, report)
+            self._events.report(task, report)
             self._schedule_next([(task.name, report.delay)])
         self._timer = threading.Thread(target=self._timer_loop, name="planton-timer", daemon=True)
         self._timer.start()
@@ -252,10 +252,10 @@ class Planton:
             for task, report in zip(tasks, reports, strict=True):
                 delays[task.name] = report.delay
                 self._wakeups.finished(task.name, dispatched=bool(report.instructions))
-                self._report(task, report)
+                self._events.report(task, report)
         except Exception as error:  # a runner bug must not end the tasks' loops
             for name in names:
-                self._emit_error(name, error)
+                self._events.error(name, error)
         finally:
             with self._condition:
                 self._in_flight.difference_update(names)
@@ -280,35 +280,6 @@ class Planton:
         except Exception as error:
             return CycleReport(delay=DEFAULT_DELAY, errors=(error,))
 
-    def _report(self, task: Task, report: CycleReport) -> None:
-        for error in report.errors:
-            self._emit_error(task.name, error)
-        if not report.instructions:
-            return
-        logger.debug(
-            "Task %s dispatched %d instruction(s): %s",
-            task.name,
-            len(report.instructions),
-            ", ".join(report.instructions),
-            extra={"task_name": task.name},
-        )
-        if self._on_task is None:
-            return
-        for instruction in report.instructions:
-            try:
-                self._on_task(TaskEvent(task_name=task.name, instruction=instruction))
-            except Exception as error:
-                self._emit_error(task.name, error)
-
-    def _emit_error(self, task_name: str, error: BaseException) -> None:
-        log_error(task_name, error)
-        if self._on_error is None:
-            return
-        try:
-            self._on_error(ErrorEvent(task_name=task_name, error=error))
-        except Exception:
-            logger.exception("on_error callback failed for task %s", task_name)
-
 
 def _by_name(tasks: Sequence[Task]) -> dict[str, Task]:
     by_name: dict[str, Task] = {}
@@ -320,17 +291,3 @@ def _by_name(tasks: Sequence[Task]) -> dict[str, Task]:
             raise DuplicateTaskNameError(task.name)
         by_name[task.name] = task
     return by_name
-
-
-def log_error(task_name: str, error: BaseException) -> None:
-    """Log an error of a task at ERROR, the way every error of the loop is logged."""
-    logger.error(
-        "Task %s: %s: %s",
-        task_name,
-        type(error).__name__,
-        error,
-        # Our own validation errors say all there is to say; a user's
-        # exception deserves its traceback.
-        exc_info=None if isinstance(error, PlantonError) else error,
-        extra={"task_name": task_name},
-    )

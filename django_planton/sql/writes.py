@@ -1,0 +1,186 @@
+"""Writes by primary key, and the INSERT of a batch's executions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.db import DatabaseError, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .arrays import postgres_array
+
+if TYPE_CHECKING:
+    from ..models import MaintenanceTaskExecution
+
+__all__ = ["insert_executions", "update_row", "update_rows"]
+
+
+def update_row(
+    model: type[models.Model],
+    pk: Any,
+    values: dict[str, Any],
+    *,
+    using: str,
+    unless_set: str | None = None,
+) -> int:
+    """``UPDATE`` one row by primary key without building a queryset; returns the row count.
+
+    ``unless_set`` names a field that must still be NULL.
+    """
+    return update_rows(model, [pk], values, using=using, unless_set=unless_set)
+
+
+def update_rows(
+    model: type[models.Model],
+    pks: Sequence[Any],
+    values: dict[str, Any],
+    *,
+    using: str,
+    add: dict[str, int] | None = None,
+    unless_set: str | None = None,
+) -> int:
+    """``UPDATE`` rows by primary key without building a queryset; returns the row count.
+
+    Every value is a parameter, prepared by its field as ``QuerySet.update()``
+    would. ``add`` adds to integer fields (``F(name) + amount`` without the
+    expression machinery).
+    """
+    if not pks:
+        return 0
+    connection = connections[using]
+    if len(pks) == 1:
+        shape = "one"
+    elif connection.vendor == "postgresql":
+        shape = "array"  # one array: the same statement for any number of rows
+    else:
+        shape = str(len(pks))
+    add = add or {}
+    key = (model, tuple(values), tuple(add), unless_set, shape, connection.vendor)
+    cached = _UPDATE_STATEMENTS.get(key)
+    if cached is None:
+        cached = _UPDATE_STATEMENTS[key] = _update_statement(
+            connection, model, values, add, unless_set, shape
+        )
+    sql, fields = cached
+    params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+    params += [int(amount) for amount in add.values()]
+    if shape == "array":
+        params.append(postgres_array(pks))
+    else:
+        params += pks
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+#: The SQL of each kind of ``update_rows()`` call, built once: it runs for
+#: every completed execution.
+_UPDATE_STATEMENTS: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}
+
+
+def _update_statement(
+    connection: BaseDatabaseWrapper,
+    model: type[models.Model],
+    values: dict[str, Any],
+    add: dict[str, int],
+    unless_set: str | None,
+    shape: str,
+) -> tuple[str, list[Any]]:
+    quote = connection.ops.quote_name
+    meta = model._meta
+    fields: list[Any] = [meta.get_field(name) for name in values]
+    assignments = [f"{quote(field.column)} = %s" for field in fields]
+    for name in add:
+        column = quote(_column(model, name))
+        assignments.append(f"{column} = {column} + %s")
+    pk_column = quote(_pk_column(model))
+    if shape == "one":
+        where = f"{pk_column} = %s"
+    elif shape == "array":
+        where = f"{pk_column} = ANY(%s::bigint[])"
+    else:
+        where = f"{pk_column} IN ({', '.join(['%s'] * int(shape))})"
+    sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {where}"
+    if unless_set is not None:
+        sql += f" AND {quote(_column(model, unless_set))} IS NULL"
+    return sql, fields
+
+
+def _pk_column(model: type[models.Model]) -> str:
+    assert model._meta.pk is not None
+    return _column(model, model._meta.pk.name)
+
+
+def _column(model: type[models.Model], name: str) -> str:
+    field = model._meta.get_field(name)
+    column = getattr(field, "column", None)
+    if not isinstance(column, str):
+        raise TypeError(f"{model.__name__}.{name} has no column")
+    return column
+
+
+# -- inserting executions ------------------------------------------------------------
+
+_INSERTED = ("maintenance_task", "instruction", "started_at", "hostname", "state", "created_at")
+
+
+def insert_executions(executions: Sequence[MaintenanceTaskExecution], *, using: str) -> None:
+    """INSERT new executions in one statement and set their primary keys.
+
+    ``bulk_create`` prepares every field of every row through the ORM, which
+    cost more than all the rest of a busy cycle; here the values shared by
+    the batch (times, host, state) are prepared once, and the other columns
+    keep their NULL. On PostgreSQL the rows go as two arrays, so the
+    statement is the same for any batch size. Without ``RETURNING`` (MySQL),
+    ``bulk_create`` does it.
+    """
+    if not executions:
+        return
+    connection = connections[using]
+    model = type(executions[0])
+    if not connection.features.can_return_rows_from_bulk_insert:
+        model.objects.using(using).bulk_create(executions)
+        return
+    fields: list[Any] = [model._meta.get_field(name) for name in _INSERTED]
+    shared = [
+        field.get_db_prep_save(getattr(executions[0], field.attname), connection)
+        for field in fields[2:]
+    ]
+    quote = connection.ops.quote_name
+    head = (
+        f"INSERT INTO {quote(model._meta.db_table)} "
+        f"({', '.join(quote(field.column) for field in fields)})"
+    )
+    returning = f"RETURNING {quote(_pk_column(model))}"
+    rows: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            task_ids = postgres_array([execution.maintenance_task_id for execution in executions])
+            instructions = postgres_array([execution.instruction for execution in executions])
+            cursor.execute(
+                f"{head} SELECT unnest(%s::bigint[]), unnest(%s::text[]), %s, %s, %s, %s "
+                f"{returning}",
+                [task_ids, instructions, *shared],
+            )
+            rows = cursor.fetchall()
+        else:
+            size = len(executions)
+            if connection.features.max_query_params:
+                size = max(1, connection.features.max_query_params // len(fields))
+            for start in range(0, len(executions), size):
+                chunk = executions[start : start + size]
+                values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+                params = [
+                    value
+                    for execution in chunk
+                    for value in (execution.maintenance_task_id, execution.instruction, *shared)
+                ]
+                cursor.execute(f"{head} VALUES {values} {returning}", params)
+                rows += cursor.fetchall()
+    if len(rows) != len(executions):
+        raise DatabaseError(f"Inserted {len(rows)} executions for {len(executions)}.")
+    for execution, (primary_key,) in zip(executions, rows, strict=True):
+        execution.pk = primary_key
+        execution._state.adding = False
+        execution._state.db = using
