@@ -16,11 +16,17 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import DuplicateTaskNameError, PlantonError, UnexpectedStateError
+from ..errors import DuplicateTaskNameError, PlantonError
 from .due import DueQueue
 from .events import EventSink
 from .rules import DEFAULT_DELAY
-from .runners import BatchCycleRunner, CycleReport, CycleRunner, MemoryCycleRunner
+from .runners import (
+    BatchCycleRunner,
+    CycleRunner,
+    MemoryCycleRunner,
+    attempt,
+    first_report,
+)
 from .task import ErrorEvent, Task, TaskEvent, validate_task
 from .wakeups import WakeUps
 
@@ -137,7 +143,7 @@ class Planton:
             max_workers=self._max_workers, thread_name_prefix="planton-worker"
         )
         for task in self._tasks.values():
-            report = self._guarded_first(task)
+            report = first_report(self._runner, task)
             self._events.report(task, report)
             self._schedule_next([(task.name, report.delay)])
         self._timer = threading.Thread(target=self._timer_loop, name="planton-timer", daemon=True)
@@ -248,7 +254,7 @@ class Planton:
         delays: dict[str, float] = dict.fromkeys(names, DEFAULT_DELAY)
         try:
             with self._around_attempt(names):
-                reports = self._reports(tasks, batch=batch)
+                reports = attempt(self._runner, tasks, self._may_schedule, batch=batch)
             for task, report in zip(tasks, reports, strict=True):
                 delays[task.name] = report.delay
                 self._wakeups.finished(task.name, dispatched=bool(report.instructions))
@@ -262,23 +268,6 @@ class Planton:
                 self._busy_threads.discard(me)
                 self._condition.notify_all()
             self._schedule_next(delays.items())
-
-    def _reports(self, tasks: list[Task], *, batch: bool) -> list[CycleReport]:
-        if not batch:
-            return [self._runner.run(tasks[0], self._may_schedule)]
-        assert isinstance(self._runner, BatchCycleRunner)
-        reports = self._runner.run_batch(tasks, self._may_schedule)
-        if len(reports) != len(tasks):
-            raise UnexpectedStateError(
-                f"run_batch returned {len(reports)} reports for {len(tasks)} tasks."
-            )
-        return list(reports)
-
-    def _guarded_first(self, task: Task) -> CycleReport:
-        try:
-            return self._runner.first(task)
-        except Exception as error:
-            return CycleReport(delay=DEFAULT_DELAY, errors=(error,))
 
 
 def _by_name(tasks: Sequence[Task]) -> dict[str, Task]:

@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from .rules import compute_delay, run_cycle
+from ..errors import UnexpectedStateError
+from .rules import DEFAULT_DELAY, compute_delay, run_cycle
 from .task import Task
 
 __all__ = ["BatchCycleRunner", "CycleReport", "CycleRunner", "MemoryCycleRunner"]
@@ -48,6 +49,29 @@ class BatchCycleRunner(CycleRunner, Protocol):
     def run_batch(
         self, tasks: Sequence[Task], may_schedule: Callable[[], bool]
     ) -> list[CycleReport]: ...
+
+
+def first_report(runner: CycleRunner, task: Task) -> CycleReport:
+    """The runner's ``first`` report; one that raises waits the default delay."""
+    try:
+        return runner.first(task)
+    except Exception as error:
+        return CycleReport(delay=DEFAULT_DELAY, errors=(error,))
+
+
+def attempt(
+    runner: CycleRunner, tasks: list[Task], may_schedule: Callable[[], bool], *, batch: bool
+) -> list[CycleReport]:
+    """One attempt of one task, or of a batch; checks that a batch gets a report per task."""
+    if not batch:
+        return [runner.run(tasks[0], may_schedule)]
+    assert isinstance(runner, BatchCycleRunner)
+    reports = runner.run_batch(tasks, may_schedule)
+    if len(reports) != len(tasks):
+        raise UnexpectedStateError(
+            f"run_batch returned {len(reports)} reports for {len(tasks)} tasks."
+        )
+    return list(reports)
 
 
 def errors_of(*errors: BaseException | None) -> tuple[BaseException, ...]:
