@@ -98,7 +98,7 @@ class DatabaseCycleRunner:
         self.connections.track()
         ensure_usable(self.using)
         try:
-            reports = self._in_transaction(tasks, may_schedule, woken, forced)
+            reports = self._in_transaction(tasks, names, may_schedule, woken, forced)
         except DatabaseError as error:
             return [self._database_failed(task, error) for task in tasks]
         with self._failures_lock:
@@ -119,12 +119,12 @@ class DatabaseCycleRunner:
     def _in_transaction(
         self,
         tasks: Sequence[Task],
+        names: list[str],
         may_schedule: Callable[[], bool],
         woken: set[str],
         forced: set[str],
     ) -> dict[str, CycleReport]:
         now = timezone.now()
-        names = [task.name for task in tasks]
         reports: dict[str, CycleReport] = {}
         with transaction.atomic(using=self.using):
             if self._write_lock_first:

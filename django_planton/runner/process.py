@@ -59,7 +59,6 @@ class Runner:
             around_attempt=around_attempt,
             wakeups=self.wakeups,
         )
-        self._names = {task.name for task in self.tasks}
         self._stopping = threading.Event()
         self.housekeeper = Housekeeper(
             using=using,
@@ -122,9 +121,12 @@ class Runner:
         return finished
 
     def wake(self, task_name: str, *, force: bool = False) -> None:
-        """Attempt a task of this runner now, if the wake-up is worth it."""
-        if task_name in self._names:
-            self.planton.wake(task_name, force=force)
+        """Attempt a task of this runner now, if the wake-up is worth it.
+
+        The loop ignores names it does not schedule, and asks :class:`WakeUps`
+        whether the wake-up is worth an attempt.
+        """
+        self.planton.wake(task_name, force=force)
 
     def housekeep(self, *, prune: bool = True) -> None:
         """End executions past their maximum duration; prune old completed ones."""
