@@ -11,7 +11,7 @@ Register tasks from your ``AppConfig.ready()``::
 or build a :class:`Task` and pass it to :func:`register`.
 """
 
-from .core import ScheduleContext, Task
+from .core import RetryPolicy, ScheduleContext, Task
 from .errors import (
     DuplicateTaskNameError,
     InvalidTaskConfigurationError,
@@ -25,6 +25,7 @@ __all__ = [
     "DuplicateTaskNameError",
     "InvalidTaskConfigurationError",
     "PlantonError",
+    "RetryPolicy",
     "ScheduleContext",
     "Task",
     "UnexpectedStateError",

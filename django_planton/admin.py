@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .models import MaintenanceTask, MaintenanceTaskExecution
 from .querysets import MaintenanceTaskExecutionQuerySet, MaintenanceTaskQuerySet
+from .sql import DatabaseNow
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -111,17 +111,17 @@ class MaintenanceTaskAdmin(TaskAdminBase):
 
     @admin.action(description=_("Pause selected tasks"), permissions=["change"])
     def pause(self, request: HttpRequest, queryset: QuerySet[MaintenanceTask]) -> None:
-        count = queryset.update(is_paused=True, updated_at=timezone.now())
+        count = queryset.update(is_paused=True, updated_at=DatabaseNow())
         self.message_user(request, ngettext("%d task paused.", "%d tasks paused.", count) % count)
 
     @admin.action(description=_("Resume selected tasks"), permissions=["change"])
     def resume(self, request: HttpRequest, queryset: QuerySet[MaintenanceTask]) -> None:
-        count = queryset.update(is_paused=False, updated_at=timezone.now())
+        count = queryset.update(is_paused=False, updated_at=DatabaseNow())
         self.message_user(request, ngettext("%d task resumed.", "%d tasks resumed.", count) % count)
 
     @admin.action(description=_("Attempt selected tasks now"), permissions=["change"])
     def attempt_now(self, request: HttpRequest, queryset: QuerySet[MaintenanceTask]) -> None:
-        count = queryset.update(next_attempt_at=timezone.now(), updated_at=timezone.now())
+        count = queryset.update(next_attempt_at=DatabaseNow(), updated_at=DatabaseNow())
         self.message_user(
             request,
             ngettext(

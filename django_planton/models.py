@@ -15,17 +15,27 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, models
+from django.db import DEFAULT_DB_ALIAS, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import signals
-from .querysets import MaintenanceTaskExecutionQuerySet, MaintenanceTaskQuerySet
-from .sql import update_row
+from . import retries, signals
+from .querysets import (
+    FailingInstructionQuerySet,
+    MaintenanceTaskExecutionQuerySet,
+    MaintenanceTaskQuerySet,
+)
+from .sql import DatabaseNow, read_database_now, update_row
 from .states import ExecutionState, describe_error, ended_values
 
-__all__ = ["ExecutionState", "MaintenanceTask", "MaintenanceTaskExecution", "describe_error"]
+__all__ = [
+    "ExecutionState",
+    "FailingInstruction",
+    "MaintenanceTask",
+    "MaintenanceTaskExecution",
+    "describe_error",
+]
 
 
 class MaintenanceTask(models.Model):
@@ -89,6 +99,16 @@ class MaintenanceTask(models.Model):
         editable=False,
         help_text=_("The error of the last failed attempt, cleared by a successful one."),
     )
+    saturated_active_count = models.PositiveIntegerField(
+        _("waiting for a slot below"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "How many executions were active when the last attempt found no free slot; "
+            "the task is due again as soon as fewer are. Empty when it found one."
+        ),
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -120,6 +140,10 @@ class MaintenanceTaskExecution(models.Model):
         verbose_name=_("task"),
     )
     instruction = models.TextField(help_text=_("What the task's schedule returned."))
+    attempt = models.PositiveIntegerField(
+        default=1,
+        help_text=_("1 for an instruction's first execution; one more after each failure."),
+    )
     started_at = models.DateTimeField(help_text=_("When the instruction was dispatched."))
     ended_at = models.DateTimeField(null=True, blank=True)
     hostname = models.TextField(  # noqa: DJ001 (nullable as in the reference schema)
@@ -200,23 +224,41 @@ class MaintenanceTaskExecution(models.Model):
 
     def heartbeat(self) -> bool:
         """Record that the execution is still being worked on; False if it has ended."""
-        now = timezone.now()
-        seen = bool(self._own_queryset().running().update(last_seen_at=now))
+        seen = bool(self._own_queryset().running().update(last_seen_at=DatabaseNow()))
         if seen:
-            self.last_seen_at = now
+            self._reload_on_access("last_seen_at")
         return seen
 
     def _end(self, *, error: dict[str, Any] | None) -> bool:
-        # The hot path of every receiver: one statement, no read-back.
         using = self._state.db or DEFAULT_DB_ALIAS
-        values = ended_values(timezone.now(), error=error)
-        ended = update_row(type(self), self.pk, values, using=using, unless_set="ended_at") == 1
-        if ended:
-            for name, value in values.items():
-                setattr(self, name, value)
-            if signals.executions_ended.has_listeners():
-                signals.announce_ended({self.maintenance_task_id}, using=using)
-        return ended
+        if error is None and self.attempt <= 1:
+            # The hot path of every receiver: one statement, stamped by the
+            # database's clock, no read-back (the times load on access).
+            values = ended_values(DatabaseNow(), error=None)
+            ended = update_row(type(self), self.pk, values, using=using, unless_set="ended_at")
+            if ended:
+                self.state, self.error = values["state"], None
+                self._reload_on_access("ended_at", "last_seen_at")
+        else:
+            # A failure, or the success of a retry: the retry bookkeeping
+            # commits with the ending, so the next cycle sees both or neither.
+            with transaction.atomic(using=using):
+                now = read_database_now(using)
+                values = ended_values(now, error=error)
+                ended = update_row(type(self), self.pk, values, using=using, unless_set="ended_at")
+                if ended:
+                    retries.record_outcome(self, now, error, using=using)
+            if ended:
+                for name, value in values.items():
+                    setattr(self, name, value)
+        if ended and signals.executions_ended.has_listeners():
+            signals.announce_ended({self.maintenance_task_id}, using=using)
+        return bool(ended)
+
+    def _reload_on_access(self, *names: str) -> None:
+        """Forget fields the database set, so that reading one loads it (deferred)."""
+        for name in names:
+            self.__dict__.pop(name, None)
 
     @contextmanager
     def tracking(self) -> Iterator[MaintenanceTaskExecution]:
@@ -230,3 +272,53 @@ class MaintenanceTaskExecution(models.Model):
             self.fail(error)
             raise
         self.complete()
+
+
+class FailingInstruction(models.Model):
+    """An instruction whose last execution failed, held back by its task's retry policy.
+
+    Written in the transaction that ends the failed execution, deleted in the
+    one that completes a retry of it (or by an operator's "retry now"). A
+    given-up instruction stays until an operator releases it. Pruning old
+    executions leaves these rows alone: they are the failure history a
+    retry policy needs.
+    """
+
+    maintenance_task = models.ForeignKey(
+        MaintenanceTask,
+        on_delete=models.CASCADE,
+        related_name="failing_instructions",
+        verbose_name=_("task"),
+    )
+    instruction = models.TextField()
+    failures = models.PositiveIntegerField(
+        _("failures in a row"), help_text=_("Failed executions since the last success.")
+    )
+    last_failed_at = models.DateTimeField()
+    retry_at = models.DateTimeField(
+        _("held back until"),
+        null=True,
+        blank=True,
+        help_text=_("Not dispatched before this time. Empty when given up."),
+    )
+    given_up_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_("Not dispatched again until an operator releases it (retry now)."),
+    )
+    last_error = models.JSONField(null=True, blank=True)
+
+    objects = FailingInstructionQuerySet.as_manager()
+
+    class Meta:
+        db_table = "maintenance_task_failing_instruction"
+        ordering = ["maintenance_task", "-last_failed_at"]
+        verbose_name = _("failing instruction")
+        verbose_name_plural = _("failing instructions")
+
+    def __str__(self) -> str:
+        return f"{self.maintenance_task_id}:{self.instruction}"
+
+    @property
+    def is_given_up(self) -> bool:
+        return self.given_up_at is not None

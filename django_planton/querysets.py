@@ -7,16 +7,24 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q
-from django.utils import timezone
 
-from . import signals
+from . import retries, signals
+from .sql import DatabaseNow, read_database_now
 from .states import describe_error, ended_values
 
 if TYPE_CHECKING:
     # MaintenanceTask is used as a string type argument, which linters do not see.
-    from .models import MaintenanceTask, MaintenanceTaskExecution  # noqa: F401
+    from .models import (  # noqa: F401
+        FailingInstruction,
+        MaintenanceTask,
+        MaintenanceTaskExecution,
+    )
 
-__all__ = ["MaintenanceTaskExecutionQuerySet", "MaintenanceTaskQuerySet"]
+__all__ = [
+    "FailingInstructionQuerySet",
+    "MaintenanceTaskExecutionQuerySet",
+    "MaintenanceTaskQuerySet",
+]
 
 
 class MaintenanceTaskQuerySet(models.QuerySet["MaintenanceTask"]):
@@ -54,12 +62,17 @@ class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution
         return self.filter(maintenance_task__nid=name)
 
     def overdue(self, now: datetime | None = None) -> MaintenanceTaskExecutionQuerySet:
-        """Running executions older than their task's maximum execution duration."""
+        """Running executions older than their task's maximum execution duration.
+
+        ``now`` defaults to the database's clock, the one ``started_at`` was
+        stamped by, so a host whose clock runs ahead ends nothing early.
+        """
         deadline = ExpressionWrapper(
             F("started_at") + F("maintenance_task__maximum_execution_duration"),
             output_field=DateTimeField(),
         )
-        return self.running().alias(deadline=deadline).filter(deadline__lt=now or timezone.now())
+        cutoff = DatabaseNow() if now is None else now
+        return self.running().alias(deadline=deadline).filter(deadline__lt=cutoff)
 
     def complete(self) -> int:
         """Complete the running executions of this queryset in one statement; returns how many."""
@@ -71,16 +84,26 @@ class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution
 
     def heartbeat(self) -> int:
         """Record that the running executions of this queryset are still being worked on."""
-        return self.running().update(last_seen_at=timezone.now())
+        return self.running().update(last_seen_at=DatabaseNow())
 
     def _end(self, *, error: dict[str, Any] | None) -> int:
         running = self.running()
-        # Which tasks to wake is only worth a query when a runner listens in
-        # this process; on PostgreSQL a trigger notifies the other processes.
-        task_ids: set[int] = set()
-        if signals.executions_ended.has_listeners():
-            task_ids = set(running.values_list("maintenance_task_id", flat=True).distinct())
-        count = running.update(**ended_values(timezone.now(), error=error))
+        with transaction.atomic(using=self.db):
+            # Which tasks to wake is only worth a query when a runner listens in
+            # this process; on PostgreSQL a trigger notifies the other processes.
+            task_ids: set[int] = set()
+            if signals.executions_ended.has_listeners():
+                task_ids = set(running.values_list("maintenance_task_id", flat=True).distinct())
+            now = read_database_now(self.db)
+            # The executions whose ending changes a failing instruction: every
+            # failed one, and the successful retries.
+            changing = running if error is not None else running.filter(attempt__gt=1)
+            changed = list(changing.select_for_update())
+            count = running.update(**ended_values(now, error=error))
+            if error is None:
+                retries.forget_failures(changed, using=self.db)
+            else:
+                retries.record_failures(changed, now, error, using=self.db)
         if count and task_ids:
             signals.announce_ended(task_ids, using=self.db)
         return count
@@ -110,7 +133,8 @@ class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution
             )
             if not ended:
                 return []
-            fields = ended_values(timezone.now(), terminated_reason=reason)
+            now = read_database_now(self.db)
+            fields = ended_values(now, terminated_reason=reason)
             rows.filter(pk__in=[execution.pk for execution in ended]).update(**fields)
             tasks = MaintenanceTask.objects.using(self.db).in_bulk(
                 {execution.maintenance_task_id for execution in ended}
@@ -119,5 +143,29 @@ class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution
                 for name, value in fields.items():
                     setattr(execution, name, value)
                 execution.maintenance_task = tasks[execution.maintenance_task_id]
+            # An instruction that keeps running past its limit is held back
+            # like one that fails.
+            terminated = {"type": "Terminated", "message": reason}
+            retries.record_failures(ended, now, terminated, using=self.db)
             transaction.on_commit(lambda: signals.send_terminated(ended, reason), using=self.db)
         return ended
+
+
+class FailingInstructionQuerySet(models.QuerySet["FailingInstruction"]):
+    def given_up(self) -> FailingInstructionQuerySet:
+        return self.filter(given_up_at__isnull=False)
+
+    def held_back(self) -> FailingInstructionQuerySet:
+        """Not given up, and still waiting out their retry delay (by the database's clock)."""
+        return self.filter(given_up_at__isnull=True, retry_at__gt=DatabaseNow())
+
+    def release(self) -> int:
+        """Forget these failures: each instruction may be dispatched at the next attempt."""
+        count, _ = self.delete()
+        return count
+
+    def give_up(self) -> int:
+        """Give these instructions up until an operator releases them."""
+        return self.filter(given_up_at__isnull=True).update(
+            given_up_at=DatabaseNow(), retry_at=None
+        )

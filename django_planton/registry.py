@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from .core import DelayFunction, LimitFunction, ScheduleFunction, Task
+from .core import DEFAULT_RETRY, DelayFunction, LimitFunction, RetryPolicy, ScheduleFunction, Task
 from .errors import DuplicateTaskNameError, PlantonError
 
 __all__ = ["TaskRegistry", "register", "registry", "task"]
@@ -47,6 +47,7 @@ class TaskRegistry:
         concurrency: int = 1,
         calculate_delay: DelayFunction | None = None,
         calculate_limit: LimitFunction | None = None,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
     ) -> Callable[[ScheduleFunction], Task]:
         """Decorate a schedule function to register it as a task.
 
@@ -63,6 +64,7 @@ class TaskRegistry:
                     concurrency=concurrency,
                     calculate_delay=calculate_delay,
                     calculate_limit=calculate_limit,
+                    retry=retry,
                 )
             )
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import models
+from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
 __all__ = ["ExecutionState", "describe_error", "ended_values"]
@@ -35,7 +36,7 @@ def describe_error(error: BaseException | str | dict[str, Any]) -> dict[str, Any
 
 
 def ended_values(
-    now: datetime,
+    now: datetime | Now,
     *,
     error: dict[str, Any] | None = None,
     terminated_reason: str | None = None,
@@ -44,7 +45,8 @@ def ended_values(
 
     Completed or failed by whoever worked on it: that is also its last sign
     of life. Terminated by the runner or an operator: the reason is recorded
-    and the worker's last heartbeat is left as it was.
+    and the worker's last heartbeat is left as it was. ``now`` is a time the
+    database gave, or the database's "now" itself as an expression.
     """
     values: dict[str, Any] = {"state": ExecutionState.COMPLETED.value, "ended_at": now}
     if terminated_reason is not None:

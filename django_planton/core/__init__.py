@@ -8,6 +8,7 @@ validate them, and dispatch them.
 
 - :mod:`.task`: what a task is, and what a schedule receives;
 - :mod:`.rules`: the cycle's pure rules (:func:`run_cycle`, delays, limits, instructions);
+- :mod:`.retry`: how long a failing instruction is held back (:class:`RetryPolicy`);
 - :mod:`.runners`: the :class:`CycleRunner` seam and the in-memory :class:`MemoryCycleRunner`;
 - :mod:`.due`: the heap of due times;
 - :mod:`.wakeups`: the one owner of wake-up state;
@@ -21,6 +22,7 @@ into the same loop, so there is one loop, not two.
 from .due import DueQueue
 from .events import EventSink, log_error
 from .loop import BATCH_SIZE, BATCH_SLACK, AttemptHook, Planton
+from .retry import DEFAULT_RETRY, DEFAULT_RETRY_DELAY, RetryPolicy
 from .rules import (
     DEFAULT_DELAY,
     CycleOutcome,
@@ -48,6 +50,8 @@ __all__ = [
     "BATCH_SIZE",
     "BATCH_SLACK",
     "DEFAULT_DELAY",
+    "DEFAULT_RETRY",
+    "DEFAULT_RETRY_DELAY",
     "AttemptHook",
     "BatchCycleRunner",
     "CycleOutcome",
@@ -62,6 +66,7 @@ __all__ = [
     "MemoryCycleRunner",
     "NextAttempt",
     "Planton",
+    "RetryPolicy",
     "ScheduleContext",
     "ScheduleFunction",
     "Task",

@@ -212,6 +212,8 @@ class CycleOutcome:
     limit: int | None = None
     #: Whether the cycle found every slot taken (or a limit of 0).
     saturated: bool = False
+    #: Held-back instructions the schedule returned anyway; not dispatched.
+    held_back: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -227,6 +229,7 @@ def run_cycle(
     concurrency: int | None = None,
     may_schedule: Callable[[], bool] = lambda: True,
     max_instruction_length: int | None = None,
+    held_back_instructions: Sequence[str] = (),
 ) -> CycleOutcome:
     """Run steps 2 to 6 of one attempt, given the active instructions.
 
@@ -235,7 +238,10 @@ def run_cycle(
     ``concurrency`` overrides the task's own (an operator's override);
     ``may_schedule`` is asked right before ``schedule`` is called, so that a
     stopping loop starts no new schedule; ``max_instruction_length`` is the
-    storage rule of :func:`validate_instructions`.
+    storage rule of :func:`validate_instructions`. ``held_back_instructions``
+    (those a retry policy holds back) reach the schedule in its context, and
+    any it returns anyway are left out of the dispatch, not counted as an
+    error: the schedule may not know about failures.
     """
     concurrency = task.concurrency if concurrency is None else concurrency
     unchanged = CycleOutcome(attempt_number=attempt_number, saturated=True)
@@ -257,6 +263,7 @@ def run_cycle(
         concurrency=concurrency,
         limit=limit,
         attempt_number=attempt_number,
+        held_back_instructions=tuple(held_back_instructions),
     )
     try:
         result = task.schedule(context)
@@ -267,9 +274,15 @@ def run_cycle(
         return CycleOutcome(
             attempt_number=attempt_number + 1, errors=(error,), scheduled=True, limit=limit
         )
+    held_back: tuple[str, ...] = ()
+    if held_back_instructions and instructions:
+        held = set(held_back_instructions)
+        held_back = tuple(i for i in instructions if i in held)
+        instructions = tuple(i for i in instructions if i not in held)
     return CycleOutcome(
         instructions=instructions,
         attempt_number=0 if instructions else attempt_number + 1,
         scheduled=True,
         limit=limit,
+        held_back=held_back,
     )

@@ -20,6 +20,9 @@ class CycleReport:
     delay: float
     instructions: tuple[str, ...] = ()
     errors: tuple[BaseException, ...] = ()
+    #: Why the task was not attempted (paused, not due yet, every slot
+    #: taken), in words for an operator; None when it was attempted.
+    waiting: str | None = None
 
 
 class CycleRunner(Protocol):

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import InvalidTaskConfigurationError
+from .retry import DEFAULT_RETRY, RetryPolicy
 
 __all__ = [
     "DelayFunction",
@@ -33,6 +34,11 @@ class ScheduleContext:
     limit: int
     #: Attempts since the last one that produced instructions.
     attempt_number: int = 0
+    #: Instructions whose last execution failed and that the task's
+    #: :class:`RetryPolicy` holds back (or has given up). A schedule leaves
+    #: them out as it leaves out the active ones; one returned anyway is not
+    #: dispatched.
+    held_back_instructions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +72,9 @@ class Task:
     the attempts since the last one that produced instructions; the
     :mod:`django_planton.backoff` helpers build common ones.
     ``calculate_limit(concurrency, active)`` caps a batch; by default it is
-    the number of free slots.
+    the number of free slots. ``retry`` holds back an instruction whose
+    execution failed (see :class:`RetryPolicy`; ``None`` dispatches it again
+    at once).
 
     Tasks compare by identity: the Django layer uses a task as a signal
     sender, and two tasks that happen to share options are still two tasks.
@@ -77,6 +85,7 @@ class Task:
     concurrency: int = 1
     calculate_delay: DelayFunction | None = None
     calculate_limit: LimitFunction | None = None
+    retry: RetryPolicy | None = DEFAULT_RETRY
 
     def __post_init__(self) -> None:
         validate_task(self)
@@ -104,3 +113,8 @@ def validate_task(task: Task) -> None:
             raise InvalidTaskConfigurationError(
                 f"Task {attribute} must be callable or None.", task_name=task.name
             )
+    if task.retry is not None and not isinstance(task.retry, RetryPolicy):
+        raise InvalidTaskConfigurationError(
+            f"Task retry must be a django_planton.RetryPolicy or None, got {task.retry!r}.",
+            task_name=task.name,
+        )

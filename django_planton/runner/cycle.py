@@ -6,8 +6,12 @@ share one cadence and one concurrency. For each batch of tasks:
 
 1. lock their rows with ``SELECT ... FOR UPDATE SKIP LOCKED``; a row another
    process holds means that process runs this task's cycle, so skip it;
-2. leave out the paused tasks and those not due yet;
-3. read the due tasks' active instructions in one statement;
+   the same statement reads the database's clock, which every time the
+   cycle compares or stores comes from (:mod:`..sql.clock`);
+2. leave out the paused tasks and those not due yet; a task whose last
+   attempt found every slot taken is due again once one of them has ended;
+3. read the due tasks' active instructions, and those their retry policy
+   holds back, in one statement;
 4. run each schedule inside the same transaction, behind a savepoint of its
    own (:mod:`.sandbox`), so its claims commit or roll back together with the
    execution rows, and a failing task rolls back alone;
@@ -22,18 +26,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
-from django.utils import timezone
 
 from ..conf import planton_settings
 from ..core import CycleReport, DelayBounds, Task, WakeUps
 from ..errors import PlantonError
 from ..models import MaintenanceTask
-from ..sql import TaskReads, TaskRow
+from ..sql import DatabaseClock, DatabaseNow, InstructionStates, TaskReads, TaskRow
 from .connections import ConnectionTracker, drop_if_unusable, ensure_usable
-from .sandbox import attempt_user_code
+from .sandbox import HeldBackReport, attempt_user_code
 from .writes import AttemptWriter, sync_tasks
 
 __all__ = ["DatabaseCycleRunner"]
+
+_NO_INSTRUCTIONS = InstructionStates([], [], {})
 
 
 class DatabaseCycleRunner:
@@ -66,7 +71,10 @@ class DatabaseCycleRunner:
         )
         self._database_failures: dict[str, int] = {}
         self._failures_lock = threading.Lock()
+        #: The database's time, read by each cycle's first statement.
+        self.clock = DatabaseClock(using)
         self._reads = TaskReads(using)
+        self._held_back = HeldBackReport()
         self._writer = AttemptWriter(using=using, hostname=self.hostname, bounds=self.bounds)
 
     # -- the CycleRunner protocol -------------------------------------------
@@ -124,7 +132,6 @@ class DatabaseCycleRunner:
         woken: set[str],
         forced: set[str],
     ) -> dict[str, CycleReport]:
-        now = timezone.now()
         reports: dict[str, CycleReport] = {}
         with transaction.atomic(using=self.using):
             if self._write_lock_first:
@@ -132,12 +139,16 @@ class DatabaseCycleRunner:
                 # write lock before anything is read, so two runners on one
                 # file run a task's cycle one after the other.
                 MaintenanceTask.objects.using(self.using).filter(nid__in=names).update(
-                    updated_at=now
+                    updated_at=DatabaseNow()
                 )
-            rows = self._reads.lock_tasks(names)
+            rows, now = self._reads.lock_tasks(names)
             if len(rows) < len(tasks):
                 reports.update(self._not_locked([task for task in tasks if task.name not in rows]))
+            if now is None:  # no row locked: nothing to attempt
+                return reports
+            self.clock.observe(now)
             due: list[tuple[Task, TaskRow]] = []
+            full: list[tuple[Task, TaskRow, CycleReport]] = []
             for task in tasks:
                 row = rows.get(task.name)
                 if row is None:
@@ -148,22 +159,57 @@ class DatabaseCycleRunner:
                 )
                 if waiting is None:
                     due.append((task, row))
+                elif row.saturated_active_count is not None and not row.is_paused:
+                    full.append((task, row, waiting))
                 else:
                     reports[task.name] = waiting
+            states: dict[int, InstructionStates] = {}
+            if due or full:
+                ids = [row.pk for _, row in due] + [row.pk for _, row, _ in full]
+                states = self._reads.instruction_states(ids)
+                due += self._slots_freed(full, states, reports)
             if due:
-                reports.update(self._attempt(due, may_schedule))
+                reports.update(self._attempt(due, states, may_schedule))
         return reports
 
+    def _slots_freed(
+        self,
+        full: list[tuple[Task, TaskRow, CycleReport]],
+        states: dict[int, InstructionStates],
+        reports: dict[str, CycleReport],
+    ) -> list[tuple[Task, TaskRow]]:
+        """The tasks whose last attempt found every slot taken and of which one has ended since.
+
+        Ending an execution writes nothing to the task's row, so a completion
+        costs no extra statement; the cycle compares the running count with
+        the one its last attempt saw. Those still full look again in a poll
+        interval, which is when an ending in another process is seen without
+        a notification.
+        """
+        freed: list[tuple[Task, TaskRow]] = []
+        for task, row, waiting in full:
+            running = len(states[row.pk].active) if row.pk in states else 0
+            if running < (row.saturated_active_count or 0):
+                freed.append((task, row))
+            else:
+                reports[task.name] = CycleReport(
+                    delay=min(waiting.delay, self.poll_interval),
+                    waiting=f"every slot taken ({running} running): due when one frees",
+                )
+        return freed
+
     def _attempt(
-        self, due: list[tuple[Task, TaskRow]], may_schedule: Callable[[], bool]
+        self,
+        due: list[tuple[Task, TaskRow]],
+        states: dict[int, InstructionStates],
+        may_schedule: Callable[[], bool],
     ) -> dict[str, CycleReport]:
-        active = self._reads.active_instructions([row.pk for _, row in due])
         connection = connections[self.using]
         attempts = [
             attempt_user_code(
                 task,
                 row,
-                active.get(row.pk, []),
+                states.get(row.pk, _NO_INSTRUCTIONS),
                 may_schedule=may_schedule,
                 connection=connection,
                 max_instruction_length=self.max_instruction_length,
@@ -171,11 +217,12 @@ class DatabaseCycleRunner:
             for task, row in due
         ]
         reports: dict[str, CycleReport] = {}
-        # Read after the schedules ran: an execution starts when it is written.
-        written = self._writer.write(attempts, timezone.now())
+        # Stamped after the schedules ran: an execution starts when it is written.
+        written = self._writer.write(attempts, self.clock.now())
         for name, (report, attempt_number) in written.items():
             self.wakeups.attempted(name, attempt_number)
             reports[name] = report
+        self._held_back.report(attempts)
         return reports
 
     def _not_locked(self, tasks: list[Task]) -> dict[str, CycleReport]:
@@ -189,7 +236,9 @@ class DatabaseCycleRunner:
         if gone:
             sync_tasks(gone, using=self.using)  # bring them back, due at once
         return {
-            task.name: CycleReport(delay=self.poll_interval if task.name in existing else 0.0)
+            task.name: CycleReport(delay=self.poll_interval, waiting="attempted by another runner")
+            if task.name in existing
+            else CycleReport(delay=0.0, waiting="its row was deleted; created again")
             for task in tasks
         }
 
@@ -199,7 +248,7 @@ class DatabaseCycleRunner:
         """How long a paused or not yet due task waits; None when it is due."""
         if row.is_paused:
             paused = self.bounds.next_attempt(task, row.attempt_number, paused=True)
-            return CycleReport(delay=paused.wait)
+            return CycleReport(delay=paused.wait, waiting="paused")
         if (
             forced
             or row.next_attempt_at is None
@@ -207,7 +256,10 @@ class DatabaseCycleRunner:
             or (woken and row.attempt_number == 0)
         ):
             return None
-        return CycleReport(delay=self.bounds.capped((row.next_attempt_at - now).total_seconds()))
+        return CycleReport(
+            delay=self.bounds.capped((row.next_attempt_at - now).total_seconds()),
+            waiting=f"not due until {row.next_attempt_at.isoformat(sep=' ', timespec='seconds')}",
+        )
 
     def _database_failed(self, task: Task, error: DatabaseError) -> CycleReport:
         """A lost connection: drop it, and look again later, backing off up to max_wait."""

@@ -7,10 +7,10 @@ import threading
 import time
 
 from django.db import DatabaseError, connections
-from django.utils import timezone
 
 from ..conf import planton_settings
 from ..models import MaintenanceTaskExecution
+from ..sql import read_database_now
 from .connections import ensure_usable
 
 __all__ = ["Housekeeper"]
@@ -50,11 +50,15 @@ class Housekeeper:
             self.prune()
 
     def prune(self) -> int:
-        """Delete completed executions older than PLANTON_KEEP_COMPLETED_EXECUTIONS."""
+        """Delete completed executions older than PLANTON_KEEP_COMPLETED_EXECUTIONS.
+
+        The failure history a retry policy needs is in ``FailingInstruction``,
+        which pruning leaves alone.
+        """
         keep = planton_settings().keep_completed_executions
         if keep is None:
             return 0
-        cutoff = timezone.now() - keep
+        cutoff = read_database_now(self.using) - keep
         old = MaintenanceTaskExecution.objects.using(self.using).finished()
         deleted, _ = old.filter(ended_at__lt=cutoff).delete()
         return deleted

@@ -8,17 +8,20 @@ runner can see the task as due.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..core import CycleOutcome, Task, run_cycle
 from ..errors import PlantonError
-from ..sql import TaskRow
+from ..sql import InstructionStates, TaskRow
 from .savepoint import LazySavepoint
 
-__all__ = ["Attempt", "attempt_user_code"]
+__all__ = ["Attempt", "HeldBackReport", "attempt_user_code"]
+
+logger = logging.getLogger("django_planton")
 
 
 @dataclass(slots=True)
@@ -27,15 +30,23 @@ class Attempt:
 
     task: Task
     row: TaskRow
+    #: How many of the task's executions were running.
+    running: int = 0
+    #: Failures in a row of the instructions that are retries.
+    failures: dict[str, int] = field(default_factory=dict)
     #: None when the attempt failed; then ``errors`` says why.
     outcome: CycleOutcome | None = None
     errors: tuple[BaseException, ...] = ()
+
+    def execution_attempt(self, instruction: str) -> int:
+        """1 for an instruction's first execution, one more per failure in a row before it."""
+        return self.failures.get(instruction, 0) + 1
 
 
 def attempt_user_code(
     task: Task,
     row: TaskRow,
-    active: list[str],
+    instructions: InstructionStates,
     *,
     may_schedule: Callable[[], bool],
     connection: BaseDatabaseWrapper,
@@ -52,11 +63,13 @@ def attempt_user_code(
         outcome = run_cycle(
             task,
             attempt_number=row.attempt_number,
-            active_task_instructions=active,
+            active_task_instructions=instructions.active,
+            held_back_instructions=instructions.held_back,
             concurrency=row.maximum_concurrent_execution_count or task.concurrency,
             may_schedule=may_schedule,
             max_instruction_length=max_instruction_length,
         )
+    attempt = Attempt(task, row, len(instructions.active), instructions.failures)
     errors = outcome.errors
     if not errors and savepoint.taken and transaction_broken(connection):
         errors = (
@@ -67,9 +80,11 @@ def attempt_user_code(
         )
     if errors:
         savepoint.rollback()
-        return Attempt(task, row, errors=errors)
+        attempt.errors = errors
+        return attempt
     savepoint.release()
-    return Attempt(task, row, outcome)
+    attempt.outcome = outcome
+    return attempt
 
 
 def transaction_broken(connection: BaseDatabaseWrapper) -> bool:
@@ -87,3 +102,35 @@ def transaction_broken(connection: BaseDatabaseWrapper) -> bool:
     info = getattr(connection.connection, "info", None)
     status = getattr(info, "transaction_status", None)
     return status is not None and status.name == "INERROR"
+
+
+class HeldBackReport:
+    """Logs a held-back instruction that a schedule returned anyway, once per instruction.
+
+    Not an error: a schedule need not know which of its instructions failed.
+    Logged again only after the instruction was dispatched once more.
+    """
+
+    def __init__(self) -> None:
+        self._logged: set[tuple[str, str]] = set()
+
+    def report(self, attempts: list[Attempt]) -> None:
+        for attempt in attempts:
+            outcome = attempt.outcome
+            if outcome is None:
+                continue
+            name = attempt.task.name
+            for instruction in outcome.instructions:
+                self._logged.discard((name, instruction))
+            for instruction in outcome.held_back:
+                if (name, instruction) in self._logged:
+                    continue
+                self._logged.add((name, instruction))
+                logger.info(
+                    "Task %s returned instruction %s, which its retry policy holds back "
+                    "after a failure; not dispatched (leave out "
+                    "context.held_back_instructions in the schedule)",
+                    name,
+                    instruction,
+                    extra={"task_name": name, "instruction": instruction},
+                )

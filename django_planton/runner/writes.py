@@ -8,7 +8,7 @@ statement; a batch's executions go in one INSERT. Signals go out on commit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -16,23 +16,11 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ..core import CycleReport, DelayBounds, Task
 from ..models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
-from ..sql import TaskRow, insert_executions, update_rows
+from ..sql import TaskRow, insert_executions, later, update_rows
 from .dispatch import dispatch, send_schedule_failed
 from .sandbox import Attempt
 
 __all__ = ["AttemptWriter", "sync_tasks"]
-
-# The furthest ahead a next attempt is stored: a back-off may ask for more
-# seconds than a datetime can add.
-_FURTHEST = timedelta(days=365 * 100)
-
-
-def later(now: datetime, seconds: float) -> datetime:
-    """``now`` plus ``seconds``, never past what a datetime can hold."""
-    try:
-        return now + min(timedelta(seconds=seconds), _FURTHEST)
-    except OverflowError:
-        return now + _FURTHEST
 
 
 def attempt_state(
@@ -83,7 +71,7 @@ class AttemptWriter:
         """Write the batch; returns each task's report and new attempt number, by name."""
         results: dict[str, tuple[CycleReport, int]] = {}
         dispatches: list[tuple[Task, list[MaintenanceTaskExecution]]] = []
-        groups: dict[tuple[bool, int, float, bool], list[int]] = {}
+        groups: dict[tuple[bool, int, float, bool, int | None], list[int]] = {}
         for attempt in attempts:
             task, row, outcome = attempt.task, attempt.row, attempt.outcome
             if outcome is None:
@@ -93,10 +81,12 @@ class AttemptWriter:
                 task, outcome.attempt_number, saturated=outcome.saturated
             )
             if outcome.instructions:
-                dispatches.append((task, self._executions(row, outcome.instructions, now)))
+                dispatches.append((task, self._executions(attempt, outcome.instructions, now)))
             reset = outcome.attempt_number == 0
             added = 0 if reset else outcome.attempt_number - row.attempt_number
-            key = (reset, added, next_attempt.stored, bool(outcome.instructions))
+            # A task that found every slot taken is due again once one frees.
+            full = attempt.running if outcome.saturated else None
+            key = (reset, added, next_attempt.stored, bool(outcome.instructions), full)
             groups.setdefault(key, []).append(row.pk)
             report = CycleReport(
                 delay=next_attempt.wait,
@@ -105,8 +95,9 @@ class AttemptWriter:
             )
             results[task.name] = (report, outcome.attempt_number)
         self._insert(dispatches)
-        for (reset, added, delay, dispatched), pks in groups.items():
+        for (reset, added, delay, dispatched, full), pks in groups.items():
             state = attempt_state(now, delay, dispatched=dispatched)
+            state["saturated_active_count"] = full
             if reset:
                 state["attempt_number"] = 0
             increment = {"attempt_number": added} if added else None
@@ -122,13 +113,14 @@ class AttemptWriter:
             transaction.on_commit(partial(dispatch, task, batch), using=self.using)
 
     def _executions(
-        self, row: TaskRow, instructions: Sequence[str], now: datetime
+        self, attempt: Attempt, instructions: Sequence[str], now: datetime
     ) -> list[MaintenanceTaskExecution]:
-        task_row = row.instance(self.using)
+        task_row = attempt.row.instance(self.using)
         return [
             MaintenanceTaskExecution(
                 maintenance_task=task_row,
                 instruction=instruction,
+                attempt=attempt.execution_attempt(instruction),
                 started_at=now,
                 hostname=self.hostname,
                 state=ExecutionState.RUNNING,
@@ -146,6 +138,7 @@ class AttemptWriter:
         message = "; ".join(f"{type(error).__name__}: {error}" for error in errors)
         state = attempt_state(now, next_attempt.stored, error=message)
         state["attempt_number"] = attempt_number
+        state["saturated_active_count"] = None
         update_rows(MaintenanceTask, [row.pk], state, using=self.using)
         transaction.on_commit(partial(send_schedule_failed, task, errors), using=self.using)
         if next_attempt.error is not None:

@@ -10,6 +10,7 @@ ids or names go as one array parameter (:func:`postgres_array`), so one
 statement serves every batch size. The PostgreSQL triggers and their
 channels live here too. Nothing else in the package writes SQL.
 
+- :mod:`.clock`: the database's clock, which every stored time comes from;
 - :mod:`.reads`: a batch's task rows, locked, and their active instructions;
 - :mod:`.writes`: updates by primary key, the INSERT of a batch's executions;
 - :mod:`.arrays`: one array parameter for a whole batch (PostgreSQL);
@@ -17,7 +18,8 @@ channels live here too. Nothing else in the package writes SQL.
 """
 
 from .arrays import postgres_array
-from .reads import TASK_ROW_FIELDS, TaskReads, TaskRow
+from .clock import DatabaseClock, DatabaseNow, later, now_sql, read_database_now
+from .reads import TASK_ROW_FIELDS, InstructionStates, TaskReads, TaskRow
 from .triggers import (
     CREATE_TRIGGER_SQL,
     DROP_TRIGGER_SQL,
@@ -36,12 +38,18 @@ __all__ = [
     "TASK_ROW_FIELDS",
     "WAKE_CHANNEL",
     "WAKE_FUNCTION_SQL",
+    "DatabaseClock",
+    "DatabaseNow",
+    "InstructionStates",
     "TaskReads",
     "TaskRow",
     "create_wake_trigger_sql",
     "drop_wake_trigger_sql",
     "insert_executions",
+    "later",
+    "now_sql",
     "postgres_array",
+    "read_database_now",
     "update_row",
     "update_rows",
 ]

@@ -1,4 +1,4 @@
-"""The runner's own reads: a batch's task rows, locked, and their active instructions."""
+"""The runner's own reads: a batch's task rows, locked, and their instructions' states."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from django.db import connections, models
 
 from .arrays import postgres_array
+from .clock import DatabaseNow, now_sql, to_datetime
+from .writes import _column
 
 if TYPE_CHECKING:
     from ..models import MaintenanceTask
 
-__all__ = ["TASK_ROW_FIELDS", "TaskReads", "TaskRow"]
+__all__ = ["TASK_ROW_FIELDS", "InstructionStates", "TaskReads", "TaskRow"]
 
 
 #: What a cycle reads of a task's row, and what a receiver may read through
@@ -29,6 +31,7 @@ TASK_ROW_FIELDS = (
     "attempt_number",
     "next_attempt_at",
     "last_error",
+    "saturated_active_count",
 )
 
 
@@ -44,6 +47,7 @@ class TaskRow(NamedTuple):
     attempt_number: int
     next_attempt_at: datetime | None
     last_error: str
+    saturated_active_count: int | None
 
     def instance(self, using: str) -> MaintenanceTask:
         """The row as a model instance (other fields load on access), for the executions."""
@@ -51,6 +55,20 @@ class TaskRow(NamedTuple):
 
         return MaintenanceTask.from_db(using, list(TASK_ROW_FIELDS), self)
 
+
+class InstructionStates(NamedTuple):
+    """A task's instructions that a cycle must know about."""
+
+    #: Dispatched and not ended.
+    active: list[str]
+    #: Failed, and held back by the retry policy (or given up).
+    held_back: list[str]
+    #: Failed and free to be retried: failures in a row, by instruction.
+    failures: dict[str, int]
+
+
+# What a row of the instruction read is: the active ones, then the failing ones.
+_ACTIVE, _HELD_BACK, _RETRYABLE = 0, 1, 2
 
 _Compiled = tuple[str, Any, Any]
 
@@ -67,9 +85,14 @@ class TaskReads:
         self.using = using
         self._as_array = connections[using].vendor == "postgresql"
         self._compiled: dict[tuple[str, int], _Compiled] = {}
+        self._states_sql: dict[tuple[str, int], str] = {}
 
-    def lock_tasks(self, names: Sequence[str]) -> dict[str, TaskRow]:
-        """The tasks' rows, locked, by name; a row another transaction holds is left out."""
+    def lock_tasks(self, names: Sequence[str]) -> tuple[dict[str, TaskRow], datetime | None]:
+        """The tasks' rows, locked, by name, and the database's time (None without rows).
+
+        A row another transaction holds is left out. The time comes with the
+        rows, so the cycle's clock costs no round trip of its own.
+        """
         from ..models import MaintenanceTask
 
         def build(lookup: str, value: Any) -> models.QuerySet[Any, Any]:
@@ -78,29 +101,64 @@ class TaskReads:
                 .select_for_update(skip_locked=True)
                 .filter(**{f"nid{lookup}": value})
                 .order_by()
-                .values_list(*TASK_ROW_FIELDS)
+                .annotate(database_now=DatabaseNow())
+                .values_list(*TASK_ROW_FIELDS, "database_now")
             )
 
         rows = self._run("lock", build, "nid", names)
-        return {row[1]: TaskRow(*row) for row in rows}
+        if not rows:
+            return {}, None
+        return {row[1]: TaskRow(*row[:-1]) for row in rows}, to_datetime(rows[0][-1])
 
-    def active_instructions(self, task_ids: Sequence[int]) -> dict[int, list[str]]:
-        """The instructions still running, by task id."""
-        from ..models import MaintenanceTaskExecution
+    def instruction_states(self, task_ids: Sequence[int]) -> dict[int, InstructionStates]:
+        """The active and the failing instructions of each task, in one statement, by task id."""
+        key = ("states", 0 if self._as_array else len(task_ids))
+        sql = self._states_sql.get(key)
+        if sql is None:
+            sql = self._states_sql[key] = self._instruction_states_sql(len(task_ids))
+        ids = [postgres_array(task_ids)] if self._as_array else list(task_ids)
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(sql, ids * 2)
+            rows = cursor.fetchall()
+        states: dict[int, InstructionStates] = {}
+        for task_id, instruction, kind, failures in rows:
+            state = states.get(task_id)
+            if state is None:
+                state = states[task_id] = InstructionStates([], [], {})
+            if kind == _ACTIVE:
+                state.active.append(instruction)
+            elif kind == _HELD_BACK:
+                state.held_back.append(instruction)
+            else:
+                state.failures[instruction] = int(failures)
+        return states
 
-        def build(lookup: str, value: Any) -> models.QuerySet[Any, Any]:
-            return (
-                MaintenanceTaskExecution.objects.using(self.using)
-                .running()
-                .filter(**{f"maintenance_task_id{lookup}": value})
-                .order_by()
-                .values_list("maintenance_task_id", "instruction")
-            )
+    def _instruction_states_sql(self, size: int) -> str:
+        from ..models import FailingInstruction, MaintenanceTaskExecution
 
-        active: dict[int, list[str]] = {}
-        for task_id, instruction in self._run("active", build, "maintenance_task_id", task_ids):
-            active.setdefault(task_id, []).append(instruction)
-        return active
+        connection = connections[self.using]
+        quote = connection.ops.quote_name
+
+        def column(model: type[models.Model], name: str) -> str:
+            return f"{quote(model._meta.db_table)}.{quote(_column(model, name))}"
+
+        among = "= ANY(%s::bigint[])" if self._as_array else f"IN ({', '.join(['%s'] * size)})"
+        executions, failing = MaintenanceTaskExecution, FailingInstruction
+        now = now_sql(connection)
+        return (
+            f"SELECT {column(executions, 'maintenance_task')}, "
+            f"{column(executions, 'instruction')}, {_ACTIVE}, 0 "
+            f"FROM {quote(executions._meta.db_table)} "
+            f"WHERE {column(executions, 'ended_at')} IS NULL "
+            f"AND {column(executions, 'maintenance_task')} {among} "
+            "UNION ALL "
+            f"SELECT {column(failing, 'maintenance_task')}, {column(failing, 'instruction')}, "
+            f"CASE WHEN {column(failing, 'given_up_at')} IS NOT NULL "
+            f"OR {column(failing, 'retry_at')} > {now} "
+            f"THEN {_HELD_BACK} ELSE {_RETRYABLE} END, {column(failing, 'failures')} "
+            f"FROM {quote(failing._meta.db_table)} "
+            f"WHERE {column(failing, 'maintenance_task')} {among}"
+        )
 
     def _run(
         self,

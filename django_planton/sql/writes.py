@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.functions import Now
 
 from .arrays import postgres_array
+from .clock import now_sql
 
 if TYPE_CHECKING:
     from ..models import MaintenanceTaskExecution
@@ -43,8 +45,9 @@ def update_rows(
     """``UPDATE`` rows by primary key without building a queryset; returns the row count.
 
     Every value is a parameter, prepared by its field as ``QuerySet.update()``
-    would. ``add`` adds to integer fields (``F(name) + amount`` without the
-    expression machinery).
+    would, except the database's ``Now()``, which goes into the SQL. ``add``
+    adds to integer fields (``F(name) + amount`` without the expression
+    machinery).
     """
     if not pks:
         return 0
@@ -56,11 +59,13 @@ def update_rows(
     else:
         shape = str(len(pks))
     add = add or {}
-    key = (model, tuple(values), tuple(add), unless_set, shape, connection.vendor)
+    # A value that is the database's "now" goes into the SQL, not the parameters.
+    from_clock = tuple(name for name, value in values.items() if isinstance(value, Now))
+    key = (model, tuple(values), from_clock, tuple(add), unless_set, shape, connection.vendor)
     cached = _UPDATE_STATEMENTS.get(key)
     if cached is None:
         cached = _UPDATE_STATEMENTS[key] = _update_statement(
-            connection, model, values, add, unless_set, shape
+            connection, model, values, from_clock, add, unless_set, shape
         )
     sql, fields = cached
     params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
@@ -83,14 +88,17 @@ def _update_statement(
     connection: BaseDatabaseWrapper,
     model: type[models.Model],
     values: dict[str, Any],
+    from_clock: tuple[str, ...],
     add: dict[str, int],
     unless_set: str | None,
     shape: str,
 ) -> tuple[str, list[Any]]:
+    """The statement, and the fields whose values are its parameters, in order."""
     quote = connection.ops.quote_name
     meta = model._meta
-    fields: list[Any] = [meta.get_field(name) for name in values]
+    fields: list[Any] = [meta.get_field(name) for name in values if name not in from_clock]
     assignments = [f"{quote(field.column)} = %s" for field in fields]
+    assignments += [f"{quote(_column(model, name))} = {now_sql(connection)}" for name in from_clock]
     for name in add:
         column = quote(_column(model, name))
         assignments.append(f"{column} = {column} + %s")
@@ -122,7 +130,17 @@ def _column(model: type[models.Model], name: str) -> str:
 
 # -- inserting executions ------------------------------------------------------------
 
-_INSERTED = ("maintenance_task", "instruction", "started_at", "hostname", "state", "created_at")
+_INSERTED = (
+    "maintenance_task",
+    "instruction",
+    "attempt",
+    "started_at",
+    "hostname",
+    "state",
+    "created_at",
+)
+#: The columns of ``_INSERTED`` whose value differs from row to row.
+_PER_ROW = 3
 
 
 def insert_executions(executions: Sequence[MaintenanceTaskExecution], *, using: str) -> None:
@@ -145,7 +163,7 @@ def insert_executions(executions: Sequence[MaintenanceTaskExecution], *, using: 
     fields: list[Any] = [model._meta.get_field(name) for name in _INSERTED]
     shared = [
         field.get_db_prep_save(getattr(executions[0], field.attname), connection)
-        for field in fields[2:]
+        for field in fields[_PER_ROW:]
     ]
     quote = connection.ops.quote_name
     head = (
@@ -158,10 +176,11 @@ def insert_executions(executions: Sequence[MaintenanceTaskExecution], *, using: 
         if connection.vendor == "postgresql":
             task_ids = postgres_array([execution.maintenance_task_id for execution in executions])
             instructions = postgres_array([execution.instruction for execution in executions])
+            attempts = postgres_array([execution.attempt for execution in executions])
             cursor.execute(
-                f"{head} SELECT unnest(%s::bigint[]), unnest(%s::text[]), %s, %s, %s, %s "
-                f"{returning}",
-                [task_ids, instructions, *shared],
+                f"{head} SELECT unnest(%s::bigint[]), unnest(%s::text[]), unnest(%s::int[]), "
+                f"%s, %s, %s, %s {returning}",
+                [task_ids, instructions, attempts, *shared],
             )
             rows = cursor.fetchall()
         else:
@@ -170,11 +189,17 @@ def insert_executions(executions: Sequence[MaintenanceTaskExecution], *, using: 
                 size = max(1, connection.features.max_query_params // len(fields))
             for start in range(0, len(executions), size):
                 chunk = executions[start : start + size]
-                values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+                row = f"({', '.join(['%s'] * len(fields))})"
+                values = ", ".join([row] * len(chunk))
                 params = [
                     value
                     for execution in chunk
-                    for value in (execution.maintenance_task_id, execution.instruction, *shared)
+                    for value in (
+                        execution.maintenance_task_id,
+                        execution.instruction,
+                        execution.attempt,
+                        *shared,
+                    )
                 ]
                 cursor.execute(f"{head} VALUES {values} {returning}", params)
                 rows += cursor.fetchall()

@@ -49,8 +49,8 @@ def deliver_welcome_email(
     """Send the welcome e-mail of one claimed account, then record it and complete the execution.
 
     On any error the execution is failed and ``email_sent_at`` stays empty, so
-    the account is offered again once its retry pause is over
-    (:data:`~example_site.accounts.tasks.RETRY_FAILED_AFTER`).
+    the account is offered again once the task's retry policy lets it
+    (``context.held_back_instructions`` lists it until then).
     """
     account_id = int(instruction)
     try:

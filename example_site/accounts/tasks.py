@@ -12,44 +12,18 @@ rows nobody works on yet and returns their ids. The work itself happens in the
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.conf import settings
-from django.db.models import BigIntegerField, QuerySet
-from django.db.models.functions import Cast
-from django.utils import timezone
 
 import django_planton
 from django_planton import ScheduleContext, Task, backoff
-from django_planton.models import MaintenanceTaskExecution
 
 from .models import UserAccount
 
 #: At most this many welcome e-mails are on their way at once (the admin may override it).
 SEND_EMAIL_CONCURRENCY: int = getattr(settings, "ACCOUNTS_SEND_EMAIL_CONCURRENCY", 10)
 
-#: An account whose e-mail failed is not offered again for this long, so that a
-#: broken mail server or a bad address does not turn the task into a busy loop:
-#: a failed execution frees its slot at once and the task is woken right away.
-RETRY_FAILED_AFTER = timedelta(seconds=30)
-
 #: Accounts hard-deleted by one execution of the purge.
 PURGE_BATCH_SIZE = 500
-
-
-def _recently_failed(task_name: str) -> QuerySet:
-    """Account ids (as a subquery) whose e-mail failed less than RETRY_FAILED_AFTER ago.
-
-    The scheduler's executions table already records every failure, so the
-    account model needs no retry bookkeeping of its own.
-    """
-    return (
-        MaintenanceTaskExecution.objects.for_task(task_name)
-        .failed()
-        .filter(ended_at__gte=timezone.now() - RETRY_FAILED_AFTER)
-        .annotate(account_id=Cast("instruction", BigIntegerField()))
-        .values("account_id")
-    )
 
 
 @django_planton.task(
@@ -63,14 +37,15 @@ def send_user_email(context: ScheduleContext) -> list[int]:
     """Claim up to ``context.limit`` accounts still owed their welcome e-mail.
 
     Accounts whose e-mail is on its way (active instructions) are skipped, and
-    so are rows another transaction holds locked (``skip_locked``): claiming
-    never waits on anybody.
+    so are those whose last e-mail failed and that the task's retry policy
+    holds back (by default 10 s after the first failure, doubling up to an
+    hour), and rows another transaction holds locked (``skip_locked``):
+    claiming never waits on anybody.
     """
-    active = [int(instruction) for instruction in context.active_task_instructions]
+    skipped = [*context.active_task_instructions, *context.held_back_instructions]
     claimed = (
         UserAccount.objects.awaiting_email()
-        .exclude(pk__in=active)
-        .exclude(pk__in=_recently_failed(context.task_name))
+        .exclude(pk__in=[int(instruction) for instruction in skipped])
         .select_for_update(skip_locked=True)
         .order_by("pk")
         .values_list("pk", flat=True)[: context.limit]

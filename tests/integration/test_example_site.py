@@ -22,13 +22,17 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from django_planton import ScheduleContext, Task
-from django_planton.models import ExecutionState, MaintenanceTaskExecution
+from django_planton.models import (
+    ExecutionState,
+    FailingInstruction,
+    MaintenanceTask,
+    MaintenanceTaskExecution,
+)
 from django_planton.runner import Runner
 from django_planton.signals import task_dispatched
 from example_site.accounts import receivers
 from example_site.accounts.models import UserAccount
 from example_site.accounts.tasks import (
-    RETRY_FAILED_AFTER,
     parse_id_range,
     purge_deleted_accounts,
     send_user_email,
@@ -106,21 +110,17 @@ def test_schedule_returns_at_most_limit_ids_in_order_and_skips_active_ones() -> 
 
 
 @pytest.mark.django_db
-def test_schedule_pauses_accounts_whose_email_failed_recently() -> None:
-    just_failed, failed_long_ago, fresh = UserAccountFactory.create_batch(3)
-    execution_for(send_user_email, just_failed.pk, failed=True)
-    execution_for(
-        send_user_email,
-        failed_long_ago.pk,
-        failed=True,
-        started_at=timezone.now() - RETRY_FAILED_AFTER * 3,
+def test_schedule_leaves_out_held_back_accounts() -> None:
+    held_back, active, fresh = UserAccountFactory.create_batch(3)
+    context = ScheduleContext(
+        task_name=send_user_email.name,
+        active_task_instructions=(str(active.pk),),
+        concurrency=send_user_email.concurrency,
+        limit=10,
+        held_back_instructions=(str(held_back.pk),),
     )
-    # A failure of another task with the same instruction does not count.
-    MaintenanceTaskExecutionFactory(instruction=str(fresh.pk), failed=True)
 
-    claimed = send_user_email.schedule(context_for(send_user_email, limit=10))
-
-    assert claimed == [failed_long_ago.pk, fresh.pk]
+    assert send_user_email.schedule(context) == [fresh.pk]
 
 
 # -- send_user_email: the receiver ------------------------------------------------------
@@ -290,8 +290,16 @@ def test_a_failed_email_is_sent_again_after_its_retry_pause(
 
     runner.run_once()
     monkeypatch.setattr(receivers, "send_mail", real_send_mail)
-    MaintenanceTaskExecution.objects.update(ended_at=timezone.now() - RETRY_FAILED_AFTER)
+    failing = FailingInstruction.objects.get()
+    assert failing.instruction == str(account.pk)
+    assert failing.failures == 1
+
+    runner.run_once()  # held back: nothing is sent
+    assert mailoutbox == []
+    FailingInstruction.objects.update(retry_at=timezone.now() - timedelta(seconds=1))
+    MaintenanceTask.objects.update(next_attempt_at=None)  # no need to wait out the back-off
     run_until(runner, lambda: not UserAccount.objects.awaiting_email().exists())
+    assert not FailingInstruction.objects.exists()  # the retry succeeded
 
     assert [message.to for message in mailoutbox] == [[account.email]]
     executions = MaintenanceTaskExecution.objects.for_task(send_user_email.name)

@@ -14,7 +14,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from ...models import MaintenanceTask, MaintenanceTaskExecution
+from ...models import FailingInstruction, MaintenanceTask, MaintenanceTaskExecution
 from ...registry import registry
 from ...runner import Runner
 
@@ -139,6 +139,9 @@ class Command(BaseCommand):
                     f"Ran one cycle of {len(reports)} task(s) ({names}): "
                     f"{dispatched} instruction(s) dispatched, {failed} with errors."
                 )
+                for task, report in zip(runner.tasks, reports, strict=True):
+                    if report.waiting is not None:
+                        self.stdout.write(f"  {task.name}: not attempted, {report.waiting}.")
                 return
             self._run_until_stopped(runner, names, shutdown_timeout)
         except DatabaseError as error:
@@ -149,7 +152,10 @@ class Command(BaseCommand):
             tables = set(connections[alias].introspection.table_names())
         except DatabaseError as error:
             raise CommandError(f"Cannot reach database {alias!r}: {error}".strip()) from error
-        needed = {MaintenanceTask._meta.db_table, MaintenanceTaskExecution._meta.db_table}
+        needed = {
+            model._meta.db_table
+            for model in (MaintenanceTask, MaintenanceTaskExecution, FailingInstruction)
+        }
         if not needed <= tables:
             raise CommandError(
                 "django-planton's tables do not exist: run `python manage.py migrate` first."
