@@ -26,7 +26,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.utils import timezone
 
+from .. import backoff
 from ..conf import planton_settings
 from ..core import CycleReport, DelayBounds, Task, WakeUps
 from ..errors import PlantonError
@@ -106,7 +108,9 @@ class DatabaseCycleRunner:
         self.connections.track()
         ensure_usable(self.using)
         try:
-            reports = self._in_transaction(tasks, names, may_schedule, woken, forced)
+            # Calendar delays (backoff.cron) count from the database's time too.
+            with backoff.using_clock(self._aware_now):
+                reports = self._in_transaction(tasks, names, may_schedule, woken, forced)
         except DatabaseError as error:
             return [self._database_failed(task, error) for task in tasks]
         with self._failures_lock:
@@ -123,6 +127,10 @@ class DatabaseCycleRunner:
         self.connections.close_all()
 
     # -- internals -----------------------------------------------------------
+
+    def _aware_now(self) -> datetime:
+        now = self.clock.now()
+        return now if timezone.is_aware(now) else timezone.make_aware(now)
 
     def _in_transaction(
         self,

@@ -80,7 +80,11 @@ def test_registration_samples_register_their_tasks(fresh_registry: TaskRegistry)
     for sample in PYTHON_SAMPLES:
         if "django_planton.task(" in sample or "django_planton.register(" in sample:
             exec(compile(sample, "README.md", "exec"), {"__name__": "readme_sample"})
-    assert fresh_registry.names() == ["purge_deleted_accounts", "send_user_email"]
+    assert fresh_registry.names() == [
+        "purge_accounts_nightly",
+        "purge_deleted_accounts",
+        "send_user_email",
+    ]
 
 
 def test_quickstart_commands_are_make_targets() -> None:
