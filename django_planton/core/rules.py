@@ -95,7 +95,12 @@ class DelayBounds:
             # A freed slot wakes the task; a delay of 0 after work would
             # otherwise spin until an execution ends.
             delay = max(delay, self.poll_interval)
-        return NextAttempt(stored=delay, wait=self.capped(delay), error=error)
+        wait = self.capped(delay)
+        if saturated:
+            # A slot freed by another process, without a notification, is
+            # seen at the next look: within a poll interval, whatever the delay.
+            wait = min(wait, self.poll_interval)
+        return NextAttempt(stored=delay, wait=wait, error=error)
 
     def capped(self, delay: float) -> float:
         """A wait of this process: never negative, never above ``max_wait``."""
