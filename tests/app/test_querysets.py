@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from django_planton import signals
 from django_planton.models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
+from django_planton.sql import read_database_now
 
 from ..factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
 
@@ -138,7 +139,8 @@ def test_failed_selects_the_executions_that_ended_with_an_error(mixed_executions
 
 def test_queryset_heartbeat_touches_running_rows_only(mixed_executions):
     e = mixed_executions
-    before = timezone.now()
+    # The database's clock stamps it; SQLite's keeps milliseconds only.
+    before = read_database_now("default") - timedelta(milliseconds=1)
     assert MaintenanceTaskExecution.objects.all().heartbeat() == 2
     seen = dict(MaintenanceTaskExecution.objects.values_list("pk", "last_seen_at"))
     assert seen[e["running_first"].pk] >= before
