@@ -286,9 +286,14 @@ class FailingInstruction(models.Model):
 
     maintenance_task = models.ForeignKey(
         MaintenanceTask,
-        on_delete=models.CASCADE,
+        on_delete=models.CASCADE,  # by Django: there is no constraint in the database
         related_name="failing_instructions",
         verbose_name=_("task"),
+        # A foreign-key check locks the task's row (KEY SHARE on PostgreSQL, a
+        # shared lock on InnoDB), which a cycle in flight holds FOR UPDATE:
+        # fail() would wait for the cycle, and deadlock with a schedule that
+        # waits on a row the failing worker holds.
+        db_constraint=False,
     )
     instruction = models.TextField()
     failures = models.PositiveIntegerField(

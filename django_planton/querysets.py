@@ -87,7 +87,13 @@ class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution
         return self.running().update(last_seen_at=DatabaseNow())
 
     def _end(self, *, error: dict[str, Any] | None) -> int:
-        running = self.running()
+        # Pick the ids, then work on the executions table alone by primary
+        # key: a FOR UPDATE over a join (for_task()) would also lock the
+        # task's row, which a cycle in flight holds (see terminate()).
+        ids = list(self.running().values_list("pk", flat=True))
+        if not ids:
+            return 0
+        running = self.model.objects.using(self.db).filter(pk__in=ids).running()
         with transaction.atomic(using=self.db):
             # Which tasks to wake is only worth a query when a runner listens in
             # this process; on PostgreSQL a trigger notifies the other processes.

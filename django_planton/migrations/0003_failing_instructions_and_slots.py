@@ -68,6 +68,7 @@ class Migration(migrations.Migration):
                 (
                     "maintenance_task",
                     models.ForeignKey(
+                        db_constraint=False,
                         on_delete=django.db.models.deletion.CASCADE,
                         related_name="failing_instructions",
                         to="django_planton.maintenancetask",

@@ -36,7 +36,7 @@ from ..models import MaintenanceTask
 from ..sql import DatabaseClock, DatabaseNow, InstructionStates, TaskReads, TaskRow
 from .connections import ConnectionTracker, drop_if_unusable, ensure_usable
 from .sandbox import HeldBackReport, attempt_user_code
-from .writes import AttemptWriter, sync_tasks
+from .writes import AttemptWriter, full_waiting, sync_tasks
 
 __all__ = ["DatabaseCycleRunner"]
 
@@ -190,19 +190,20 @@ class DatabaseCycleRunner:
 
         Ending an execution writes nothing to the task's row, so a completion
         costs no extra statement; the cycle compares the running count with
-        the one its last attempt saw. Those still full look again in a poll
+        the task's concurrency. Those still full look again in a poll
         interval, which is when an ending in another process is seen without
         a notification.
         """
         freed: list[tuple[Task, TaskRow]] = []
         for task, row, waiting in full:
             running = len(states[row.pk].active) if row.pk in states else 0
-            if running < (row.saturated_active_count or 0):
+            # Fewer running than the concurrency: an execution ended, or an
+            # operator raised the override.
+            if running < (row.maximum_concurrent_execution_count or task.concurrency):
                 freed.append((task, row))
             else:
                 reports[task.name] = CycleReport(
-                    delay=min(waiting.delay, self.poll_interval),
-                    waiting=f"every slot taken ({running} running): due when one frees",
+                    delay=min(waiting.delay, self.poll_interval), waiting=full_waiting(running)
                 )
         return freed
 

@@ -32,6 +32,8 @@ class Attempt:
     row: TaskRow
     #: How many of the task's executions were running.
     running: int = 0
+    #: The task's effective concurrency in this attempt.
+    concurrency: int = 1
     #: Failures in a row of the instructions that are retries.
     failures: dict[str, int] = field(default_factory=dict)
     #: None when the attempt failed; then ``errors`` says why.
@@ -59,17 +61,18 @@ def attempt_user_code(
     schedule is not called) costs no round trip.
     """
     savepoint = LazySavepoint(connection)
+    concurrency = row.maximum_concurrent_execution_count or task.concurrency
     with savepoint:
         outcome = run_cycle(
             task,
             attempt_number=row.attempt_number,
             active_task_instructions=instructions.active,
             held_back_instructions=instructions.held_back,
-            concurrency=row.maximum_concurrent_execution_count or task.concurrency,
+            concurrency=concurrency,
             may_schedule=may_schedule,
             max_instruction_length=max_instruction_length,
         )
-    attempt = Attempt(task, row, len(instructions.active), instructions.failures)
+    attempt = Attempt(task, row, len(instructions.active), concurrency, instructions.failures)
     errors = outcome.errors
     if not errors and savepoint.taken and transaction_broken(connection):
         errors = (

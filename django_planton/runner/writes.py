@@ -23,6 +23,11 @@ from .sandbox import Attempt
 __all__ = ["AttemptWriter", "sync_tasks"]
 
 
+def full_waiting(running: int) -> str:
+    """Why a task whose every slot is taken dispatches nothing, for an operator."""
+    return f"every slot taken ({running} running): due when one frees"
+
+
 def attempt_state(
     now: datetime, delay: float, *, dispatched: bool = False, error: str = ""
 ) -> dict[str, Any]:
@@ -85,13 +90,14 @@ class AttemptWriter:
             reset = outcome.attempt_number == 0
             added = 0 if reset else outcome.attempt_number - row.attempt_number
             # A task that found every slot taken is due again once one frees.
-            full = attempt.running if outcome.saturated else None
+            full = attempt.running if attempt.running >= attempt.concurrency else None
             key = (reset, added, next_attempt.stored, bool(outcome.instructions), full)
             groups.setdefault(key, []).append(row.pk)
             report = CycleReport(
                 delay=next_attempt.wait,
                 instructions=outcome.instructions,
                 errors=(next_attempt.error,) if next_attempt.error is not None else (),
+                waiting=None if full is None else full_waiting(attempt.running),
             )
             results[task.name] = (report, outcome.attempt_number)
         self._insert(dispatches)

@@ -18,7 +18,14 @@ channels live here too. Nothing else in the package writes SQL.
 """
 
 from .arrays import postgres_array
-from .clock import DatabaseClock, DatabaseNow, later, now_sql, read_database_now
+from .clock import (
+    DatabaseClock,
+    DatabaseNow,
+    later,
+    now_sql,
+    read_database_now,
+    uses_process_clock,
+)
 from .reads import TASK_ROW_FIELDS, InstructionStates, TaskReads, TaskRow
 from .triggers import (
     CREATE_TRIGGER_SQL,
@@ -52,4 +59,5 @@ __all__ = [
     "read_database_now",
     "update_row",
     "update_rows",
+    "uses_process_clock",
 ]

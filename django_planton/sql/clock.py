@@ -14,7 +14,7 @@ stores or compares comes from the database:
   its first statement) and still stamps what it writes afterwards.
 
 SQLite runs inside the process, so its clock is the process's clock: one
-host, nothing to drift from.
+host, nothing to drift from. There the time is taken in Python.
 """
 
 from __future__ import annotations
@@ -29,9 +29,17 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.functions import Now
 from django.db.models.sql.compiler import SQLCompiler
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-__all__ = ["DatabaseClock", "DatabaseNow", "later", "now_sql", "read_database_now"]
+__all__ = [
+    "DatabaseClock",
+    "DatabaseNow",
+    "later",
+    "now_sql",
+    "read_database_now",
+    "uses_process_clock",
+]
 
 # How long a time read from the database is carried forward before it is read
 # again: a monotonic clock drifts from the database's by parts per million.
@@ -72,8 +80,25 @@ def now_sql(connection: BaseDatabaseWrapper) -> str:
     return "CURRENT_TIMESTAMP"
 
 
+def uses_process_clock(connection: BaseDatabaseWrapper) -> bool:
+    """Whether the database's clock is this process's (SQLite runs in the process).
+
+    Then the time is taken in Python, at microseconds: SQLite's own "now"
+    keeps milliseconds only, and costs a statement.
+    """
+    return connection.vendor == "sqlite"
+
+
 class DatabaseNow(Now):
-    """Django's ``Now()``, but in UTC on MySQL and MariaDB whatever the server's time zone."""
+    """Django's ``Now()``, but in UTC on MySQL and MariaDB whatever the server's time zone.
+
+    On SQLite it is this process's time, as a parameter (see :func:`uses_process_clock`).
+    """
+
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
+    ) -> tuple[str, tuple[Any, ...]]:
+        return "%s", (connection.ops.adapt_datetimefield_value(timezone.now()),)
 
     def as_mysql(
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
@@ -95,15 +120,15 @@ def to_datetime(value: Any) -> datetime:
     if settings.USE_TZ and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     if not settings.USE_TZ and value.tzinfo is not None:
-        from django.utils import timezone
-
         return timezone.make_naive(value)
     return value
 
 
 def read_database_now(using: str) -> datetime:
-    """The database's current time: one round trip."""
+    """The database's current time: one round trip (none on SQLite)."""
     connection = connections[using]
+    if uses_process_clock(connection):
+        return timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {now_sql(connection)}", [])
         row = cursor.fetchone()

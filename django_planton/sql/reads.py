@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.db import connections, models
+from django.utils import timezone
 
 from .arrays import postgres_array
-from .clock import DatabaseNow, now_sql, to_datetime
+from .clock import DatabaseNow, now_sql, to_datetime, uses_process_clock
 from .writes import _column
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class TaskReads:
         self._as_array = connections[using].vendor == "postgresql"
         self._compiled: dict[tuple[str, int], _Compiled] = {}
         self._states_sql: dict[tuple[str, int], str] = {}
+        self._process_clock = uses_process_clock(connections[using])
 
     def lock_tasks(self, names: Sequence[str]) -> tuple[dict[str, TaskRow], datetime | None]:
         """The tasks' rows, locked, by name, and the database's time (None without rows).
@@ -95,19 +97,25 @@ class TaskReads:
         """
         from ..models import MaintenanceTask
 
+        with_time = not self._process_clock
+
         def build(lookup: str, value: Any) -> models.QuerySet[Any, Any]:
-            return (
+            rows = (
                 MaintenanceTask.objects.using(self.using)
                 .select_for_update(skip_locked=True)
                 .filter(**{f"nid{lookup}": value})
                 .order_by()
-                .annotate(database_now=DatabaseNow())
-                .values_list(*TASK_ROW_FIELDS, "database_now")
             )
+            if with_time:
+                rows = rows.annotate(database_now=DatabaseNow())
+                return rows.values_list(*TASK_ROW_FIELDS, "database_now")
+            return rows.values_list(*TASK_ROW_FIELDS)
 
         rows = self._run("lock", build, "nid", names)
         if not rows:
             return {}, None
+        if not with_time:
+            return {row[1]: TaskRow(*row) for row in rows}, timezone.now()
         return {row[1]: TaskRow(*row[:-1]) for row in rows}, to_datetime(rows[0][-1])
 
     def instruction_states(self, task_ids: Sequence[int]) -> dict[int, InstructionStates]:

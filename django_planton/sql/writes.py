@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 from django.db import DatabaseError, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from .arrays import postgres_array
-from .clock import now_sql
+from .clock import now_sql, uses_process_clock
 
 if TYPE_CHECKING:
     from ..models import MaintenanceTaskExecution
@@ -61,6 +62,10 @@ def update_rows(
     add = add or {}
     # A value that is the database's "now" goes into the SQL, not the parameters.
     from_clock = tuple(name for name, value in values.items() if isinstance(value, Now))
+    if from_clock and uses_process_clock(connection):
+        now = timezone.now()
+        values = {name: now if name in from_clock else value for name, value in values.items()}
+        from_clock = ()
     key = (model, tuple(values), from_clock, tuple(add), unless_set, shape, connection.vendor)
     cached = _UPDATE_STATEMENTS.get(key)
     if cached is None:
