@@ -22,6 +22,7 @@ share one cadence and one concurrency. For each batch of tasks:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -149,12 +150,13 @@ class DatabaseCycleRunner:
                 MaintenanceTask.objects.using(self.using).filter(nid__in=names).update(
                     updated_at=DatabaseNow()
                 )
+            sent_at = time.monotonic()
             rows, now = self._reads.lock_tasks(names)
             if len(rows) < len(tasks):
                 reports.update(self._not_locked([task for task in tasks if task.name not in rows]))
             if now is None:  # no row locked: nothing to attempt
                 return reports
-            self.clock.observe(now)
+            self.clock.observe(now, sent_at=sent_at)
             due: list[tuple[Task, TaskRow]] = []
             full: list[tuple[Task, TaskRow, CycleReport]] = []
             for task in tasks:

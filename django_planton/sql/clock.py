@@ -150,10 +150,17 @@ class DatabaseClock:
         self._lock = threading.Lock()
         self._observed: tuple[datetime, float] | None = None
 
-    def observe(self, database_time: datetime) -> None:
-        """Record a time the database just returned."""
+    def observe(self, database_time: datetime, *, sent_at: float | None = None) -> None:
+        """Record a time the database just returned.
+
+        ``sent_at`` is the monotonic time at which the statement that read it
+        was sent. Counting from then, not from the answer's arrival, errs late
+        by the trip to the server rather than early by the whole statement: an
+        execution is never stamped as started before one that ended ahead of
+        the cycle's read.
+        """
         with self._lock:
-            self._observed = (database_time, time.monotonic())
+            self._observed = (database_time, time.monotonic() if sent_at is None else sent_at)
 
     def now(self) -> datetime:
         """The database's time now; reads it when none was observed lately."""
