@@ -8,6 +8,7 @@ fault and the checks that judge it must agree on them.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,35 @@ SAMPLE_EVERY = 0.02
 DATABASE_DOWN_FOR = 3.0
 LISTEN_WITHIN = 10.0  # seconds after a restart by which every runner LISTENs again
 RECOVERY_WITHIN = 60.0  # seconds after a restart by which new work must start
+
+#: Runners whose wall clock is off by these seconds (scripts/clockshift.py): a
+#: host whose clock runs ahead, one whose clock runs behind. Every time the
+#: runners store or compare must come from the database's clock all the same.
+CLOCK_SHIFTS: Mapping[str, float] = {"r3": 600.0, "r4": -600.0}
+#: The longest delay each task may ask for, hence store in next_attempt_at
+#: (its back-off's maximum; a saturated task waits at least the 1 s poll).
+LONGEST_DELAY: Mapping[str, float] = {
+    EMAIL_TASK: 30.0,
+    IDLE_TASK: IDLE_DELAY,
+    SLOW_TASK: SLOW_DELAY,
+    BAD_TASK: IDLE_DELAY,
+    "purge_deleted_accounts": 3600.0,
+}
+AHEAD_SLACK = 2.0  # seconds next_attempt_at may be ahead of the database's now beyond that
+AHEAD_EVERY = 0.25  # seconds between two samples of the tasks' next_attempt_at
+#: Seconds a stored time may lie outside the run, on the database's clock.
+STORED_MARGIN = 1.0
+
+
+def clock_note(name: str) -> str:
+    """`` (clock +600s)`` for a runner (``r3`` or ``r3.g1``) under a skewed clock, else ``""``."""
+    shift = CLOCK_SHIFTS.get(name.split(".")[0])
+    return f" (clock {shift:+g}s)" if shift else ""
+
+
+def skewed_runners() -> str:
+    """The runners under a skewed clock, for the report: ``r3 +600s, r4 -600s``."""
+    return ", ".join(f"{name} {shift:+g}s" for name, shift in CLOCK_SHIFTS.items()) or "none"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from stress.config import EMAIL_TASK
-from stress.records import Account, Attempt, EndedExecution, Execution, Stranded
+from stress.records import Account, Attempt, CutShort, EndedExecution, Execution, Stranded
 
 
 class Database:
@@ -55,6 +55,12 @@ class Database:
             with contextlib.suppress(psycopg.Error):
                 self._connection.close()
             self._connection = None
+
+
+def now(db: Database) -> datetime:
+    """The database's time."""
+    value: datetime = db.value("SELECT statement_timestamp()")
+    return value
 
 
 _STARTS = (
@@ -273,6 +279,16 @@ def attempts(db: Database, task: str, kind: str = "attempt") -> list[Attempt]:
             "SELECT at, runner FROM stress_probe_event WHERE kind = %s AND task_name = %s "
             "ORDER BY at",
             (kind, task),
+        )
+    ]
+
+
+def cut_short(db: Database) -> list[CutShort]:
+    """Receivers that found their execution terminated once their work was done."""
+    return [
+        CutShort(at, str(runner), str(detail))
+        for at, runner, detail in db.rows(
+            "SELECT at, runner, detail FROM stress_probe_event WHERE kind = 'cut_short' ORDER BY at"
         )
     ]
 

@@ -44,6 +44,7 @@ def gather(stage: Stage, results: Mapping[str, object]) -> Evidence:
     kill = result_of(results, "kill", KillResult)
     sigterm = result_of(results, "sigterm", ShutdownResult)
     declared = steady.limit if steady else database.effective_limit(db)
+    ended = database.now(db)  # every runner has stopped: nothing is stored after this
     return Evidence(
         executions=tuple(database.executions(db)),
         accounts=tuple(database.accounts(db)),
@@ -59,6 +60,10 @@ def gather(stage: Stage, results: Mapping[str, object]) -> Evidence:
         killed_label=kill.label if kill else "",
         killed_instructions=kill.instructions if kill else (),
         restarts=(sigterm.restarted_at,) if sigterm and sigterm.restarted_at else (),
+        ahead=tuple(stage.sampler.ahead),
+        cut_short=tuple(database.cut_short(db)),
+        began=stage.began,
+        ended=ended,
         # Last (arguments are evaluated in order): after everything else was read.
         task_row_updates=row_updates_settled(stage),
     )

@@ -4,6 +4,9 @@ A runner is named ``r1`` to ``r4``; each start of one is a new generation,
 labelled ``r2.g1``, ``r2.g2``... The label is the process's ``STRESS_RUNNER``,
 hence the ``hostname`` of its executions and the name of its log files. Every
 process ever started is kept, so that none outlives the run.
+
+The runners of ``CLOCK_SHIFTS`` (``r3``, ``r4``), every generation of them,
+run with their wall clock shifted by ``scripts/clockshift.py``'s library.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stress.config import MANAGE, ROOT, RUNNER_NAMES, SHUTDOWN_LIMIT, WORK
+from scripts import clockshift
+from stress.config import CLOCK_SHIFTS, MANAGE, ROOT, RUNNER_NAMES, SHUTDOWN_LIMIT, WORK, clock_note
 from stress.records import Exit
 
 
@@ -83,6 +87,8 @@ class Fleet:
 
     database_url: str
     say: Callable[[str], None]
+    #: The clock-shift library the skewed runners preload (built once per run).
+    clock_library: Path | None = None
     runners: dict[str, RunnerProcess] = field(default_factory=dict)
     every_process: list[RunnerProcess] = field(default_factory=list)
     generations: Counter[str] = field(default_factory=Counter)
@@ -103,11 +109,14 @@ class Fleet:
         self.generations[name] += 1
         generation = self.generations[name]
         label = f"{name}.g{generation}"
+        env = process_env(self.database_url, label, hang_name=name)
+        if name in CLOCK_SHIFTS:
+            env = clockshift.shifted_env(CLOCK_SHIFTS[name], env, library=self.clock_library)
         with (WORK / "logs" / f"{label}.out").open("ab") as out:
             process = subprocess.Popen(
                 [sys.executable, str(MANAGE), "run_planton", "--shutdown-timeout", "30"],
                 cwd=ROOT,
-                env=process_env(self.database_url, label, hang_name=name),
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C of the stress run reaches it only through us
@@ -132,7 +141,7 @@ class Fleet:
             if waiting and time.monotonic() > deadline:
                 raise RuntimeError(f"runners not ready after {timeout:g}s: {waiting}")
             time.sleep(0.1)
-        self.say(f"Runners up: {', '.join(runner.label for runner in runners)}")
+        self.say(f"Runners up: {', '.join(r.label + clock_note(r.label) for r in runners)}")
 
     def stop(
         self, runners: Sequence[RunnerProcess], sig: signal.Signals = signal.SIGTERM

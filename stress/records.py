@@ -72,3 +72,21 @@ class Stranded:
     hostname: str
     started_at: datetime
     terminated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """How far a task's ``next_attempt_at`` was ahead of the database's now, at one sample."""
+
+    at: datetime
+    task: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class CutShort:
+    """A receiver that, done with its work, found its execution terminated meanwhile."""
+
+    at: datetime
+    runner: str  # the process whose receiver it was
+    execution: str  # the execution's id

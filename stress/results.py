@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from stress.config import EMAIL_TASK
-from stress.records import Account, Attempt, EndedExecution, Execution, Exit, Sample, Stranded
+from stress.records import (
+    Account,
+    Ahead,
+    Attempt,
+    CutShort,
+    EndedExecution,
+    Execution,
+    Exit,
+    Sample,
+    Stranded,
+)
 
 #: From this moment on, this concurrency limit is in force.
 LimitChange = tuple[datetime, int]
@@ -125,6 +135,10 @@ class Evidence:
     killed_instructions: tuple[str, ...]
     restarts: tuple[datetime, ...]  # when all four runners were started again
     task_row_updates: int
+    ahead: tuple[Ahead, ...]  # sampled: each task's next_attempt_at minus the database's now
+    cut_short: tuple[CutShort, ...]  # executions terminated while their receiver worked
+    began: datetime  # the database's time before the first runner started
+    ended: datetime  # the database's time once every runner had stopped
 
     @property
     def email(self) -> tuple[Execution, ...]:

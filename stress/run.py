@@ -6,13 +6,15 @@
 
 Starts a throwaway PostgreSQL (``scripts/postgres.py``, port ``PLANTON_PGPORT``,
 54349 by default), migrates, seeds accounts, and runs four ``manage.py
-run_planton`` processes with ``stress.settings``. Then, one after the other:
-steady work, an operator's pause, an operator's concurrency override, a
-``kill -9`` of a runner in the middle of its work, a PostgreSQL restart and a
-SIGTERM of every runner during work. Each scenario prints PASS or FAIL with
-its figures; the checks over the whole run (no instruction dispatched twice,
-every account served, concurrency, cadence) come last, then a summary table.
-Exits 1 when any check fails. PostgreSQL and every process it started are
+run_planton`` processes with ``stress.settings``, two of them with their wall
+clock ten minutes off (``r3`` ahead, ``r4`` behind; ``scripts/clockshift.py``).
+Then, one after the other: steady work, an operator's pause, an operator's
+concurrency override, a ``kill -9`` of a runner in the middle of its work, a
+PostgreSQL restart and a SIGTERM of every runner during work. Each scenario
+prints PASS or FAIL with its figures; the checks over the whole run (no
+instruction dispatched twice, every account served, concurrency, cadence,
+times on the database's clock) come last, then a summary table. Exits 1 when
+any check fails. PostgreSQL and every process it started are
 stopped on the way out, whatever happens. ``stress/README.md`` explains each line.
 """
 

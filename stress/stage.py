@@ -13,12 +13,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from scripts import clockshift
 from scripts.postgres import PostgresServer
 from stress import database
-from stress.config import EMAIL_TASK, PGPORT, PGROOT, WORK, Profile
+from stress.config import EMAIL_TASK, PGPORT, PGROOT, WORK, Profile, skewed_runners
 from stress.database import Database
 from stress.fleet import Fleet, manage
 from stress.records import now
@@ -48,6 +49,7 @@ class Stage:
     fleet: Fleet
     sampler: Sampler
     say: Callable[[str], None]
+    began: datetime  # the database's time before any runner started
     seeded: int = 0  # accounts seeded so far, the top-ups included
 
     def seed(self, count: int) -> None:
@@ -100,6 +102,8 @@ def staged(profile: Profile, say: Callable[[str], None]) -> Iterator[Stage]:
         (WORK / "logs").mkdir(parents=True)
         (WORK / "mail").mkdir()
         say(f"Profile {profile.name}; work files in {WORK}")
+        library = clockshift.build()
+        say(f"Runners under a skewed clock: {skewed_runners()} (preloading {library})")
         server.stop()  # a server left over by an interrupted run
         undo.append(("PostgreSQL", server.stop))
         url = server.start()
@@ -107,9 +111,9 @@ def staged(profile: Profile, say: Callable[[str], None]) -> Iterator[Stage]:
         manage(url, "migrate", "--verbosity", "0")
         db = Database(url)
         undo.append(("the connection", db.close))
-        fleet = Fleet(url, say)
+        fleet = Fleet(url, say, clock_library=library)
         undo.append(("the runners", fleet.stop_everything))
-        stage = Stage(profile, server, url, db, fleet, Sampler(url), say)
+        stage = Stage(profile, server, url, db, fleet, Sampler(url), say, database.now(db))
         stage.seed(profile.accounts)
         stage.sampler.start()
         undo.append(("the sampler", stage.sampler.stop))

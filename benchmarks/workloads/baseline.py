@@ -44,8 +44,8 @@ _OWED = """
            FOR UPDATE SKIP LOCKED"""
 _INSERT_EXECUTIONS = """
 INSERT INTO maintenance_task_execution
-       (maintenance_task_id, instruction, started_at, hostname, state, created_at)
-SELECT %(task_id)s, claimed.id::text, now(), 'benchmark', 'RUNNING', now() FROM claimed
+       (maintenance_task_id, instruction, attempt, started_at, hostname, state, created_at)
+SELECT %(task_id)s, claimed.id::text, 1, now(), 'benchmark', 'RUNNING', now() FROM claimed
 RETURNING id, instruction
 """
 # Claim and mark the accounts, and insert their executions, in one statement.

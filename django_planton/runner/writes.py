@@ -29,17 +29,20 @@ def full_waiting(running: int) -> str:
 
 
 def attempt_state(
-    now: datetime, delay: float, *, dispatched: bool = False, error: str = ""
+    now: datetime, delay: float, *, dispatched_at: datetime | None = None, error: str = ""
 ) -> dict[str, Any]:
-    """The fields an attempt sets on its task's row (the attempt number aside)."""
+    """The fields an attempt sets on its task's row (the attempt number aside).
+
+    ``dispatched_at``, when the attempt dispatched, is its executions' start.
+    """
     state: dict[str, Any] = {
         "next_attempt_at": later(now, delay),
         "last_attempted_at": now,
         "last_error": error[:2000],
         "updated_at": now,
     }
-    if dispatched:
-        state["last_dispatched_at"] = now
+    if dispatched_at is not None:
+        state["last_dispatched_at"] = dispatched_at
     return state
 
 
@@ -100,9 +103,9 @@ class AttemptWriter:
                 waiting=None if full is None else full_waiting(attempt.running),
             )
             results[task.name] = (report, outcome.attempt_number)
-        self._insert(dispatches)
+        dispatched_at = self._insert(dispatches)
         for (reset, added, delay, dispatched, full), pks in groups.items():
-            state = attempt_state(now, delay, dispatched=dispatched)
+            state = attempt_state(now, delay, dispatched_at=dispatched_at if dispatched else None)
             state["saturated_active_count"] = full
             if reset:
                 state["attempt_number"] = 0
@@ -110,13 +113,17 @@ class AttemptWriter:
             update_rows(MaintenanceTask, pks, state, using=self.using, add=increment)
         return results
 
-    def _insert(self, dispatches: list[tuple[Task, list[MaintenanceTaskExecution]]]) -> None:
+    def _insert(
+        self, dispatches: list[tuple[Task, list[MaintenanceTaskExecution]]]
+    ) -> datetime | None:
+        """Insert the executions, send them on commit; returns when they started, if any."""
         if not dispatches:
-            return
+            return None
         executions = [execution for _, batch in dispatches for execution in batch]
         insert_executions(executions, using=self.using)
         for task, batch in dispatches:
             transaction.on_commit(partial(dispatch, task, batch), using=self.using)
+        return executions[0].started_at
 
     def _executions(
         self, attempt: Attempt, instructions: Sequence[str], now: datetime

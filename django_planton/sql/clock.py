@@ -155,9 +155,9 @@ class DatabaseClock:
 
         ``sent_at`` is the monotonic time at which the statement that read it
         was sent. Counting from then, not from the answer's arrival, errs late
-        by the trip to the server rather than early by the whole statement: an
-        execution is never stamped as started before one that ended ahead of
-        the cycle's read.
+        by the trip to the server rather than early by the whole statement, so
+        a next attempt is never stored early. (An execution's start is not
+        carried forward: the INSERT stamps it with the database's own time.)
         """
         with self._lock:
             self._observed = (database_time, time.monotonic() if sent_at is None else sent_at)

@@ -11,7 +11,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from .arrays import postgres_array
-from .clock import now_sql, uses_process_clock
+from .clock import now_sql, to_datetime, uses_process_clock
 
 if TYPE_CHECKING:
     from ..models import MaintenanceTaskExecution
@@ -146,6 +146,8 @@ _INSERTED = (
 )
 #: The columns of ``_INSERTED`` whose value differs from row to row.
 _PER_ROW = 3
+#: The columns the database stamps with its own time (but SQLite's, the process's).
+_STAMPED = frozenset({"started_at", "created_at"})
 
 
 def insert_executions(executions: Sequence[MaintenanceTaskExecution], *, using: str) -> None:
@@ -153,10 +155,15 @@ def insert_executions(executions: Sequence[MaintenanceTaskExecution], *, using: 
 
     ``bulk_create`` prepares every field of every row through the ORM, which
     cost more than all the rest of a busy cycle; here the values shared by
-    the batch (times, host, state) are prepared once, and the other columns
-    keep their NULL. On PostgreSQL the rows go as two arrays, so the
-    statement is the same for any batch size. Without ``RETURNING`` (MySQL),
-    ``bulk_create`` does it.
+    the batch (host, state) are prepared once, and the other columns keep
+    their NULL. On PostgreSQL the rows go as arrays, so the statement is the
+    same for any batch size. Without ``RETURNING`` (MySQL), ``bulk_create``
+    does it, with the times the executions carry.
+
+    The start is the database's time at the INSERT itself, read back with the
+    primary key: an execution then never starts before one that ended ahead
+    of the cycle's read of the active instructions, nor ends before it
+    started, whatever the trip to the server took.
     """
     if not executions:
         return
@@ -166,16 +173,27 @@ def insert_executions(executions: Sequence[MaintenanceTaskExecution], *, using: 
         model.objects.using(using).bulk_create(executions)
         return
     fields: list[Any] = [model._meta.get_field(name) for name in _INSERTED]
+    quote = connection.ops.quote_name
+    # SQLite's time is the process's (see uses_process_clock): a parameter.
+    stamped_by_database = frozenset() if uses_process_clock(connection) else _STAMPED
+    if not stamped_by_database:
+        now = timezone.now()
+        for execution in executions:
+            execution.started_at = execution.created_at = now
     shared = [
         field.get_db_prep_save(getattr(executions[0], field.attname), connection)
         for field in fields[_PER_ROW:]
+        if field.name not in stamped_by_database
     ]
-    quote = connection.ops.quote_name
+    shared_sql = ", ".join(
+        now_sql(connection) if field.name in stamped_by_database else "%s"
+        for field in fields[_PER_ROW:]
+    )
     head = (
         f"INSERT INTO {quote(model._meta.db_table)} "
         f"({', '.join(quote(field.column) for field in fields)})"
     )
-    returning = f"RETURNING {quote(_pk_column(model))}"
+    returning = f"RETURNING {quote(_pk_column(model))}, {quote(_column(model, 'started_at'))}"
     rows: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -184,7 +202,7 @@ def insert_executions(executions: Sequence[MaintenanceTaskExecution], *, using: 
             attempts = postgres_array([execution.attempt for execution in executions])
             cursor.execute(
                 f"{head} SELECT unnest(%s::bigint[]), unnest(%s::text[]), unnest(%s::int[]), "
-                f"%s, %s, %s, %s {returning}",
+                f"{shared_sql} {returning}",
                 [task_ids, instructions, attempts, *shared],
             )
             rows = cursor.fetchall()
@@ -194,7 +212,7 @@ def insert_executions(executions: Sequence[MaintenanceTaskExecution], *, using: 
                 size = max(1, connection.features.max_query_params // len(fields))
             for start in range(0, len(executions), size):
                 chunk = executions[start : start + size]
-                row = f"({', '.join(['%s'] * len(fields))})"
+                row = f"({', '.join(['%s'] * _PER_ROW)}, {shared_sql})"
                 values = ", ".join([row] * len(chunk))
                 params = [
                     value
@@ -210,7 +228,8 @@ def insert_executions(executions: Sequence[MaintenanceTaskExecution], *, using: 
                 rows += cursor.fetchall()
     if len(rows) != len(executions):
         raise DatabaseError(f"Inserted {len(rows)} executions for {len(executions)}.")
-    for execution, (primary_key,) in zip(executions, rows, strict=True):
+    for execution, (primary_key, started_at) in zip(executions, rows, strict=True):
         execution.pk = primary_key
+        execution.started_at = execution.created_at = to_datetime(started_at)
         execution._state.adding = False
         execution._state.db = using

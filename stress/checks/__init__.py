@@ -2,11 +2,13 @@
 
 No I/O here: a scenario's check takes its frozen result
 (:mod:`stress.results`), the checks over the whole run take the executions,
-accounts, samples and attempts read at the end. Each returns
+accounts, samples and attempts read at the end (:mod:`.whole_run`; those of
+the runners' clock in :mod:`.clock`). Each returns
 :class:`Findings`; :mod:`stress.report` prints them.
 """
 
 from stress.checks.base import Check, Findings, failure
+from stress.checks.clock import cut_short, next_attempts, stored_times
 from stress.checks.scenario import (
     database_restart,
     drain,
@@ -39,6 +41,7 @@ __all__ = [
     "bad_gaps",
     "bad_input",
     "concurrency",
+    "cut_short",
     "cycles",
     "database_restart",
     "drain",
@@ -46,6 +49,7 @@ __all__ = [
     "idle_gaps",
     "kill",
     "limit_at",
+    "next_attempts",
     "no_overlap",
     "over_the_run",
     "override",
@@ -56,4 +60,5 @@ __all__ = [
     "sigterm_during_work",
     "slow_after_restarts",
     "steady",
+    "stored_times",
 ]

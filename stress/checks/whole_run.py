@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from scripts.measure import most_at_once
 from stress.checks.base import EXAMPLES, Check, Findings
+from stress.checks.clock import cut_short, next_attempts, stored_times
 from stress.config import BAD_TASK, IDLE_DELAY, IDLE_TASK, OVERRIDE, OVERRIDE_GRACE, SLOW_DELAY
 from stress.records import Account, Attempt, Execution, Sample, seconds
 from stress.results import Evidence, LimitChange
@@ -304,6 +305,9 @@ def over_the_run(evidence: Evidence) -> Iterator[Findings]:
     yield concurrency(
         email, evidence.samples, evidence.sampler_failures, evidence.limits, evidence.lowered_at
     )
+    yield stored_times(evidence.executions, evidence.began, evidence.ended)
+    yield next_attempts(evidence.ahead)
+    yield cut_short(evidence.cut_short, evidence.executions)
     yield idle_gaps(evidence.idle_attempts)
     yield bad_input(evidence.bad_attempts, evidence.failure_details, evidence.executions)
     yield bad_gaps(evidence.bad_attempts)

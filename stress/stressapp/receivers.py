@@ -7,7 +7,11 @@ executions hang instead (before any e-mail goes out), so that it can be
 killed in the middle of its work.
 
 ``execution_terminated`` and ``bad_input_probe``'s ``schedule_failed`` leave
-a :class:`~.models.ProbeEvent` row, so the stress run sees them fire.
+a :class:`~.models.ProbeEvent` row, so the stress run sees them fire. So does
+a receiver that, once its work is done, finds its execution terminated
+meanwhile (``cut_short``): an execution ended while it was still being
+worked on, which the maximum duration (3 s or more; the work takes
+milliseconds) must never do.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 
 from django_planton.models import MaintenanceTaskExecution
 from django_planton.signals import execution_terminated, schedule_failed, task_dispatched
@@ -61,6 +66,35 @@ def deliver_slowly(sender: Any, **kwargs: Any) -> None:
             time.sleep(0.1)
     time.sleep(random.uniform(0.001, 0.010))
     deliver_welcome_email(sender, **kwargs)
+    record_if_cut_short(send_user_email.name, kwargs["execution"])
+
+
+def record_if_cut_short(task_name: str, execution: MaintenanceTaskExecution) -> None:
+    """Leave a ``cut_short`` event if the execution was terminated while this receiver worked.
+
+    The receiver returned normally, so it was alive and at work until now.
+    Not checked when the database is gone (the outage scenario): nothing can
+    be recorded then.
+    """
+    try:
+        reasons = list(
+            MaintenanceTaskExecution.objects.filter(
+                pk=execution.pk, terminated_at__isnull=False
+            ).values_list("terminated_reason", flat=True)
+        )
+        if not reasons:
+            return
+        ProbeEvent.objects.create(
+            kind=ProbeEvent.Kind.CUT_SHORT,
+            task_name=task_name,
+            runner=settings.STRESS_RUNNER,
+            detail=str(execution.pk),
+        )
+    except DatabaseError:
+        return
+    logger.warning(
+        "Execution %s was terminated (%s) while its receiver was at work.", execution.pk, reasons[0]
+    )
 
 
 def record_terminated(

@@ -3,7 +3,9 @@
 The test app registers tasks in its ``AppConfig.ready()``, so that
 ``run_planton`` has something to schedule. The database comes from
 ``DATABASE_URL``, as for the example site; ``PLANTON_TEST_HOSTNAME`` names the
-runner in the executions it writes, so that a test can tell processes apart.
+runner in the executions it writes, so that a test can tell processes apart;
+``PLANTON_TEST_HOUSEKEEPING_INTERVAL`` sets the seconds between two rounds of
+housekeeping (else django-planton's default).
 """
 
 import os
@@ -15,3 +17,5 @@ globals().update({name: value for name, value in vars(_base).items() if name.isu
 INSTALLED_APPS = [*_base.INSTALLED_APPS, "tests.integration.testapp.apps.PlantonTestAppConfig"]
 
 PLANTON_HOSTNAME = os.environ.get("PLANTON_TEST_HOSTNAME") or None
+if os.environ.get("PLANTON_TEST_HOUSEKEEPING_INTERVAL"):
+    PLANTON_HOUSEKEEPING_INTERVAL = float(os.environ["PLANTON_TEST_HOUSEKEEPING_INTERVAL"])

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stress import checks
-from stress.records import EndedExecution, Execution, Sample, Stranded
+from stress.records import Ahead, CutShort, EndedExecution, Execution, Sample, Stranded
 from stress.results import (
     DrainResult,
     KillResult,
@@ -325,3 +325,66 @@ def test_cycles_only_reports() -> None:
     findings = checks.cycles(12, [execution(1, "7", 0, 1), execution(2, "8", 0, 1)])
     assert findings.checks == ()
     assert dict(findings.summary)["maintenance_task row updates"].startswith("12 (~ committed")
+
+
+# -- the runners' clock -----------------------------------------------------------------------
+
+
+def test_stored_times_within_the_run_pass() -> None:
+    inside = [execution(1, "7", 0, 1), execution(2, "8", -0.5, 100.5, terminated_at=at(100.5))]
+    findings = checks.stored_times(inside, at(0), at(100))
+    assert findings.ok
+    assert findings.checks[0].examples == ()
+
+
+def test_stored_times_outside_the_run_fail_and_name_the_runner() -> None:
+    ahead = execution(1, "7", 600, 601, hostname="r3.g1")
+    behind = execution(2, "8", -599, 2, hostname="r4.g1", terminated_at=at(2))
+    findings = checks.stored_times([ahead, behind, execution(3, "9", 1, 2)], at(0), at(100))
+    assert not findings.ok
+    assert "3 of their started_at/ended_at/terminated_at outside it" in findings.checks[0].detail
+    assert findings.checks[0].examples == (
+        "      executions of r3.g1 (clock +600s): 2 times outside the run, e.g. started_at "
+        "500.0s after it ended; by field {'started_at': 1, 'ended_at': 1}",
+        "      executions of r4.g1 (clock -600s): 1 times outside the run, e.g. started_at "
+        "599.0s before it began; by field {'started_at': 1}",
+    )
+
+
+def ahead(task: str, seconds: float) -> Ahead:
+    return Ahead(at(0), task, seconds)
+
+
+def test_next_attempts_within_each_tasks_longest_delay_pass() -> None:
+    findings = checks.next_attempts(
+        [ahead("idle_probe", 1.0), ahead("slow_probe", 299.9), ahead("send_user_email", 30.5)]
+    )
+    assert findings.ok
+    summary = dict(findings.summary)
+    assert summary["runners under a skewed clock"] == "r3 +600s, r4 -600s"
+    assert summary["next_attempt_at ahead of now (max)"].startswith("idle_probe +1.0s")
+
+
+def test_next_attempts_too_far_ahead_unknown_or_unsampled_fail() -> None:
+    findings = checks.next_attempts([ahead("idle_probe", 0.9), ahead("idle_probe", 601.0)])
+    assert not findings.ok
+    assert "idle_probe: next_attempt_at +601.0s ahead" in findings.checks[0].examples[0]
+    assert not checks.next_attempts([ahead("slow_probe", 900.0)]).ok
+    assert not checks.next_attempts([ahead("a_new_task", 1.0)]).ok
+    assert not checks.next_attempts([]).ok
+
+
+def test_cut_short_none_passes_even_with_terminations() -> None:
+    terminated = [execution(1, "7", 0, 3, hostname="r1.g1", terminated_at=at(3))]
+    findings = checks.cut_short([], terminated)
+    assert findings.ok
+    assert "{'r1': 1}" in findings.checks[0].detail
+
+
+def test_cut_short_fails_and_names_the_runner() -> None:
+    findings = checks.cut_short([CutShort(at(5), "r2.g1", "17")], [])
+    assert not findings.ok
+    assert findings.checks[0].examples == (
+        "      execution 17 of r2.g1 was terminated while its receiver worked (seen at 12:00:05)",
+    )
+    assert dict(findings.summary)["terminated while at work"] == "1"

@@ -12,18 +12,33 @@ test can stop the process while a cycle is in flight. Its delay is
 the ``task_dispatched`` receiver hands each to a thread that deletes the
 group and completes the execution in one transaction, as a worker would.
 Its concurrency comes from ``PLANTON_TEST_CONCURRENCY`` (3 by default).
+
+``testapp_slow_jobs`` (concurrency 3) works through the ``auth.Group`` rows
+named ``slowjob-...`` the same way, but each takes
+``PLANTON_TEST_WORK_SECONDS`` (1 by default): while its receiver works, a
+``working-<job>-<execution>`` group exists (deleted with the job, in the
+transaction that completes the execution), and a ``worked-<job>-<execution>``
+group stays behind, so that a test can count the receivers at work across
+processes and the jobs worked more than once, whatever the clocks say.
+
+``testapp_tick`` finds nothing, ever; each attempt leaves a group named
+``tick-<hostname>-...`` (committed with the cycle), so that a test sees which
+runner made each attempt. Its delay is ``PLANTON_TEST_TICK_DELAY`` seconds
+(1 by default), the same for every attempt.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import socket
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import transaction
 
@@ -34,8 +49,14 @@ from django_planton.signals import task_dispatched
 
 JOB_PREFIX = "job-"
 ATTEMPT_PREFIX = "attempt-"
+SLOW_JOB_PREFIX = "slowjob-"
+WORKING_PREFIX = "working-"
+WORKED_PREFIX = "worked-"
+TICK_PREFIX = "tick-"
+SLOW_CONCURRENCY = 3
 
 _pool: ThreadPoolExecutor | None = None
+_slow_pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
@@ -79,6 +100,40 @@ def hand_to_worker(sender: Task, execution: MaintenanceTaskExecution, **kwargs: 
     _pool.submit(_work, execution.pk, int(execution.instruction))
 
 
+def claim_slow_jobs(context: ScheduleContext) -> list[int]:
+    active = [int(instruction) for instruction in context.active_task_instructions]
+    jobs = (
+        Group.objects.filter(name__startswith=SLOW_JOB_PREFIX)
+        .exclude(pk__in=active)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    return list(jobs[: context.limit])
+
+
+def _work_slowly(execution_pk: int, job_pk: int) -> None:
+    working = Group.objects.create(name=f"{WORKING_PREFIX}{job_pk}-{execution_pk}")
+    Group.objects.create(name=f"{WORKED_PREFIX}{job_pk}-{execution_pk}")
+    time.sleep(float(os.environ.get("PLANTON_TEST_WORK_SECONDS", "1")))
+    with transaction.atomic():
+        Group.objects.filter(pk__in=[job_pk, working.pk]).delete()
+        MaintenanceTaskExecution.objects.filter(pk=execution_pk).complete()
+
+
+def hand_to_slow_worker(sender: Task, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
+    global _slow_pool
+    with _pool_lock:
+        if _slow_pool is None:
+            _slow_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="testapp-slow")
+    _slow_pool.submit(_work_slowly, execution.pk, int(execution.instruction))
+
+
+def tick(context: ScheduleContext) -> list[str]:
+    hostname = settings.PLANTON_HOSTNAME or socket.gethostname()
+    Group.objects.create(name=f"{TICK_PREFIX}{hostname}-{uuid.uuid4().hex}")
+    return []
+
+
 IDLE = Task(
     name="testapp_idle",
     schedule=idle,
@@ -92,7 +147,25 @@ CLAIM_JOBS = Task(
 )
 
 
+SLOW_JOBS = Task(
+    name="testapp_slow_jobs",
+    schedule=claim_slow_jobs,
+    concurrency=SLOW_CONCURRENCY,
+    calculate_delay=_delay,
+)
+TICK = Task(
+    name="testapp_tick",
+    schedule=tick,
+    calculate_delay=lambda attempt_number: float(os.environ.get("PLANTON_TEST_TICK_DELAY", "1")),
+)
+
+
 def register_tasks() -> None:
     django_planton.register(IDLE)
     django_planton.register(CLAIM_JOBS)
+    django_planton.register(SLOW_JOBS)
+    django_planton.register(TICK)
     task_dispatched.connect(hand_to_worker, sender=CLAIM_JOBS, dispatch_uid="testapp-worker")
+    task_dispatched.connect(
+        hand_to_slow_worker, sender=SLOW_JOBS, dispatch_uid="testapp-slow-worker"
+    )

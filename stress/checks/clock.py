@@ -1,0 +1,116 @@
+"""The checks of the runners' clock: two runners' wall clocks are off (``CLOCK_SHIFTS``).
+
+Every time the runners store or compare must come from the database's
+clock. A runner that used its own would store times outside the run,
+push next attempts ten minutes out, and end executions as overdue while
+their receivers are still at work. Pure functions, like the other checks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from stress.checks.base import EXAMPLES, Check, Findings
+from stress.config import AHEAD_SLACK, LONGEST_DELAY, STORED_MARGIN, clock_note, skewed_runners
+from stress.records import Ahead, CutShort, Execution, seconds
+
+
+def next_attempts(ahead: Sequence[Ahead]) -> Findings:
+    """No task's next_attempt_at further ahead of the database's now than its longest delay."""
+    furthest: dict[str, Ahead] = {}
+    for sample in ahead:
+        if sample.task not in furthest or sample.seconds > furthest[sample.task].seconds:
+            furthest[sample.task] = sample
+    too_far = [
+        sample
+        for task, sample in sorted(furthest.items())
+        if task in LONGEST_DELAY and sample.seconds > LONGEST_DELAY[task] + AHEAD_SLACK
+    ]
+    unbounded = sorted(set(furthest) - set(LONGEST_DELAY))
+    examples = tuple(
+        f"      {sample.task}: next_attempt_at {sample.seconds:+.1f}s ahead of the database's "
+        f"now at {sample.at.time().isoformat()} (its longest delay is "
+        f"{LONGEST_DELAY[sample.task]:g}s)"
+        for sample in too_far
+    )
+    figures = ", ".join(f"{task} {sample.seconds:+.1f}s" for task, sample in furthest.items())
+    check = Check(
+        "next attempts on the database's clock",
+        bool(ahead) and not too_far and not unbounded,
+        f"{len(ahead)} samples; furthest ahead of the database's now: {figures or 'none'} "
+        f"(allowed: each task's longest delay plus {AHEAD_SLACK:g}s); "
+        f"{len(too_far)} task(s) further; tasks without a known longest delay: "
+        f"{', '.join(unbounded) or 'none'}",
+        examples,
+    )
+    return Findings(
+        (check,),
+        (
+            ("runners under a skewed clock", skewed_runners()),
+            ("next_attempt_at ahead of now (max)", figures or "none"),
+        ),
+    )
+
+
+def stored_times(executions: Sequence[Execution], began: datetime, ended: datetime) -> Findings:
+    """Every execution's start, end and termination lies within the run, on the database's clock.
+
+    Grouped by the runner that dispatched the execution; its end may have been
+    stamped by another (a receiver's, or a housekeeper's).
+    """
+    margin = timedelta(seconds=STORED_MARGIN)
+    outside: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for execution in executions:
+        for name, value in (
+            ("started_at", execution.started_at),
+            ("ended_at", execution.ended_at),
+            ("terminated_at", execution.terminated_at),
+        ):
+            if value is None or began - margin <= value <= ended + margin:
+                continue
+            offset = seconds(value - (began if value < began else ended))
+            outside[execution.hostname].append((name, offset))
+    examples = tuple(
+        f"      executions of {hostname}{clock_note(hostname)}: {len(times)} times outside "
+        f"the run, e.g. {times[0][0]} {abs(times[0][1]):.1f}s "
+        f"{'before it began' if times[0][1] < 0 else 'after it ended'}; by field "
+        f"{dict(Counter(name for name, _ in times))}"
+        for hostname, times in sorted(outside.items())
+    )[:EXAMPLES]
+    count = sum(len(times) for times in outside.values())
+    check = Check(
+        "execution times on the database's clock",
+        not outside,
+        f"{len(executions)} executions over {seconds(ended - began):.0f}s of the database's "
+        f"clock; {count} of their started_at/ended_at/terminated_at outside it (margin "
+        f"{STORED_MARGIN:g}s), from {len(outside)} runner(s)",
+        examples,
+    )
+    return Findings((check,))
+
+
+def cut_short(events: Sequence[CutShort], executions: Sequence[Execution]) -> Findings:
+    """No execution was terminated while its receiver was still at work."""
+    terminated = Counter(
+        execution.hostname.split(".")[0]
+        for execution in executions
+        if execution.terminated_at is not None
+    )
+    by_runner = Counter(event.runner for event in events)
+    examples = tuple(
+        f"      execution {event.execution} of {event.runner}{clock_note(event.runner)} was "
+        f"terminated while its receiver worked (seen at {event.at.time().isoformat()})"
+        for event in events[:EXAMPLES]
+    )
+    check = Check(
+        "no execution terminated while at work",
+        not events,
+        f"{len(events)} receivers found their execution terminated when done "
+        f"({dict(sorted(by_runner.items())) or 'none'}); terminated executions in all, by the "
+        f"runner that dispatched them: {dict(sorted(terminated.items())) or 'none'} (the kill "
+        "and the outage strand some on purpose)",
+        examples,
+    )
+    return Findings((check,), (("terminated while at work", str(len(events))),))
