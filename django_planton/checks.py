@@ -11,12 +11,13 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from .conf import DEFAULTS, raw_setting
 
 
-def _positive_number(name: str) -> list[CheckMessage]:
+def _positive_number(name: str, *, none_allowed: bool = False) -> list[CheckMessage]:
     value = raw_setting(name)
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        what = "a positive number or None" if none_allowed else "a positive number"
         return [
             Error(
-                f"{name} must be a positive number, not {value!r}.",
+                f"{name} must be {what}, not {value!r}.",
                 hint=f"Remove it to use the default ({DEFAULTS[name]!r}).",
                 id="django_planton.E001",
             )
@@ -34,8 +35,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         "PLANTON_MAX_WAIT",
         "PLANTON_HOUSEKEEPING_INTERVAL",
         "PLANTON_MAX_INSTRUCTION_LENGTH",
+        "PLANTON_BATCH_TIME_BUDGET",
     ):
         messages += _positive_number(name)
+    for name in (
+        "PLANTON_SLOW_CYCLE_WARNING",
+        "PLANTON_CONNECT_TIMEOUT",
+        "PLANTON_STATEMENT_TIMEOUT",
+    ):
+        if raw_setting(name) is not None:
+            messages += _positive_number(name, none_allowed=True)
+    retry = raw_setting("PLANTON_ENDING_RETRY_SECONDS")
+    if isinstance(retry, bool) or not isinstance(retry, int | float) or not retry >= 0:
+        messages.append(
+            Error(
+                f"PLANTON_ENDING_RETRY_SECONDS must be a number of seconds, 0 or more, "
+                f"not {retry!r}.",
+                hint="0 turns the retries off; remove it to use the default (15.0).",
+                id="django_planton.E001",
+            )
+        )
     for name in ("PLANTON_MAX_WORKERS", "PLANTON_BATCH_SIZE", "PLANTON_MAX_INSTRUCTION_LENGTH"):
         if not isinstance(raw_setting(name), int):
             messages.append(

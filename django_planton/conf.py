@@ -8,6 +8,7 @@ what is wrong with a bad one; this module only converts.
 
 from __future__ import annotations
 
+import math
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,6 +44,24 @@ DEFAULTS: dict[str, Any] = {
     "PLANTON_MAX_INSTRUCTION_LENGTH": 1024,
     # Recorded on each execution; defaults to this machine's host name.
     "PLANTON_HOSTNAME": None,
+    # Seconds a cycle may run before a warning names its tasks (and another
+    # says when it ended). None: no warning.
+    "PLANTON_SLOW_CYCLE_WARNING": 10.0,
+    # Seconds a batch of quiet tasks may spend on their schedules: the tasks
+    # not reached by then go back to be attempted in another cycle, and a
+    # task whose schedule alone took longer is attempted alone from then on.
+    "PLANTON_BATCH_TIME_BUDGET": 1.0,
+    # Seconds the runner's connections wait to connect (PostgreSQL, MySQL);
+    # None: the driver's default (no limit). A connect_timeout in the
+    # database's OPTIONS wins.
+    "PLANTON_CONNECT_TIMEOUT": 10,
+    # Seconds a statement of the runner's connections may run (the
+    # schedules' and the receivers' in its threads included): PostgreSQL's
+    # statement_timeout, MariaDB's max_statement_time. None: no limit.
+    "PLANTON_STATEMENT_TIMEOUT": 60.0,
+    # Seconds complete(), fail() and heartbeat() keep retrying a lost
+    # connection before they raise. 0: no retry.
+    "PLANTON_ENDING_RETRY_SECONDS": 15.0,
 }
 
 
@@ -64,6 +83,11 @@ class PlantonSettings:
     housekeeping_interval: float
     max_instruction_length: int
     hostname: str
+    slow_cycle_warning: float | None
+    batch_time_budget: float
+    connect_timeout: int | None
+    statement_timeout: float | None
+    ending_retry_seconds: float
 
 
 def planton_settings() -> PlantonSettings:
@@ -79,4 +103,18 @@ def planton_settings() -> PlantonSettings:
         housekeeping_interval=float(value["PLANTON_HOUSEKEEPING_INTERVAL"]),
         max_instruction_length=int(value["PLANTON_MAX_INSTRUCTION_LENGTH"]),
         hostname=str(value["PLANTON_HOSTNAME"] or socket.gethostname()),
+        slow_cycle_warning=_seconds_or_none(value["PLANTON_SLOW_CYCLE_WARNING"]),
+        batch_time_budget=float(value["PLANTON_BATCH_TIME_BUDGET"]),
+        connect_timeout=(
+            None
+            if value["PLANTON_CONNECT_TIMEOUT"] is None
+            # libpq takes whole seconds, and reads 0 as "wait forever".
+            else max(1, math.ceil(value["PLANTON_CONNECT_TIMEOUT"]))
+        ),
+        statement_timeout=_seconds_or_none(value["PLANTON_STATEMENT_TIMEOUT"]),
+        ending_retry_seconds=float(value["PLANTON_ENDING_RETRY_SECONDS"]),
     )
+
+
+def _seconds_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -10,9 +10,10 @@ instructions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, models, transaction
@@ -26,6 +27,7 @@ from .querysets import (
     MaintenanceTaskExecutionQuerySet,
     MaintenanceTaskQuerySet,
 )
+from .reconnect import retrying_lost_connections
 from .sql import DatabaseNow, read_database_now, update_row
 from .states import ExecutionState, describe_error, ended_values
 
@@ -215,15 +217,25 @@ class MaintenanceTaskExecution(models.Model):
         return type(self).objects.using(self._state.db or "default").filter(pk=self.pk)
 
     def complete(self) -> bool:
-        """Mark the execution completed; False if it had already ended."""
-        return self._end(error=None)
+        """Mark the execution completed; False if it had already ended.
+
+        A lost connection is retried for a while (:mod:`django_planton.reconnect`).
+        """
+        return self._retrying(partial(self._end, error=None), "complete()")
 
     def fail(self, error: BaseException | str | dict[str, Any]) -> bool:
         """Complete the execution with ``error`` recorded; False if it had already ended."""
-        return self._end(error=describe_error(error))
+        return self._retrying(partial(self._end, error=describe_error(error)), "fail()")
 
     def heartbeat(self) -> bool:
         """Record that the execution is still being worked on; False if it has ended."""
+        return self._retrying(self._heartbeat, "heartbeat()")
+
+    def _retrying(self, operation: Callable[[], bool], what: str) -> bool:
+        using = self._state.db or DEFAULT_DB_ALIAS
+        return retrying_lost_connections(using, operation, what=f"Execution {self.pk}: {what}")
+
+    def _heartbeat(self) -> bool:
         seen = bool(self._own_queryset().running().update(last_seen_at=DatabaseNow()))
         if seen:
             self._reload_on_access("last_seen_at")

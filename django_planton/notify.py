@@ -120,7 +120,13 @@ class EndedListener(threading.Thread):
             except Exception as error:
                 self._failures += 1
                 self.listening.clear()
-                logger.error("Listening for ended executions failed: %s", error, exc_info=error)
+                # The traceback once per outage; each later failure is one line.
+                logger.error(
+                    "Listening for ended executions failed (%d in a row): %s",
+                    self._failures,
+                    error,
+                    exc_info=error if self._failures == 1 else None,
+                )
                 self.stopping.wait(min(30.0, 0.5 * 2**self._failures))
 
     def _listen(self) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db import models, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q
 
 from . import retries, signals
+from .reconnect import retrying_lost_connections
 from .sql import DatabaseNow, read_database_now
 from .states import describe_error, ended_values
 
@@ -75,16 +77,26 @@ class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution
         return self.running().alias(deadline=deadline).filter(deadline__lt=cutoff)
 
     def complete(self) -> int:
-        """Complete the running executions of this queryset in one statement; returns how many."""
-        return self._end(error=None)
+        """Complete the running executions of this queryset in one statement; returns how many.
+
+        A lost connection is retried for a while (:mod:`django_planton.reconnect`).
+        """
+        return retrying_lost_connections(
+            self.db, partial(self._end, error=None), what="Executions: complete()"
+        )
 
     def fail(self, error: BaseException | str | dict[str, Any]) -> int:
         """Complete the running executions of this queryset, recording ``error``."""
-        return self._end(error=describe_error(error))
+        end = partial(self._end, error=describe_error(error))
+        return retrying_lost_connections(self.db, end, what="Executions: fail()")
 
     def heartbeat(self) -> int:
         """Record that the running executions of this queryset are still being worked on."""
-        return self.running().update(last_seen_at=DatabaseNow())
+        return retrying_lost_connections(
+            self.db,
+            lambda: self.running().update(last_seen_at=DatabaseNow()),
+            what="Executions: heartbeat()",
+        )
 
     def _end(self, *, error: dict[str, Any] | None) -> int:
         # Pick the ids, then work on the executions table alone by primary

@@ -20,7 +20,7 @@ into the same loop, so there is one loop, not two.
 """
 
 from .due import DueQueue
-from .events import EventSink, log_error
+from .events import ErrorLog, EventSink, error_log, log_error
 from .loop import BATCH_SIZE, BATCH_SLACK, AttemptHook, Planton
 from .retry import DEFAULT_RETRY, DEFAULT_RETRY_DELAY, RetryPolicy
 from .rules import (
@@ -45,6 +45,7 @@ from .task import (
     validate_task,
 )
 from .wakeups import WakeUps
+from .watchdog import CycleWatchdog, InFlight
 
 __all__ = [
     "BATCH_SIZE",
@@ -57,11 +58,14 @@ __all__ = [
     "CycleOutcome",
     "CycleReport",
     "CycleRunner",
+    "CycleWatchdog",
     "DelayBounds",
     "DelayFunction",
     "DueQueue",
     "ErrorEvent",
+    "ErrorLog",
     "EventSink",
+    "InFlight",
     "LimitFunction",
     "MemoryCycleRunner",
     "NextAttempt",
@@ -74,6 +78,7 @@ __all__ = [
     "WakeUps",
     "compute_delay",
     "compute_limit",
+    "error_log",
     "log_error",
     "run_cycle",
     "validate_instructions",

@@ -7,15 +7,23 @@ everything here catches and logs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 from ..errors import PlantonError
 from .runners import CycleReport
 from .task import ErrorEvent, Task, TaskEvent
 
-__all__ = ["EventSink", "log_error"]
+__all__ = ["ErrorLog", "EventSink", "error_log", "log_error"]
 
 logger = logging.getLogger("django_planton")
+
+# An error not seen for this long has its traceback logged again.
+_FORGET_AFTER = 600.0
+# The most distinct errors remembered; the oldest are forgotten first.
+_REMEMBERED = 1000
 
 
 class EventSink:
@@ -29,10 +37,16 @@ class EventSink:
         self._on_task = on_task
         self._on_error = on_error
 
-    def report(self, task: Task, report: CycleReport) -> None:
-        """Report an attempt: its errors, then each dispatched instruction."""
+    def report(
+        self, task: Task, report: CycleReport, *, logged: frozenset[int] = frozenset()
+    ) -> None:
+        """Report an attempt: its errors, then each dispatched instruction.
+
+        ``logged`` holds the ids of errors already logged (a batch's shared
+        failure): they still go to ``on_error``, but are not logged again.
+        """
         for error in report.errors:
-            self.error(task.name, error)
+            self.error(task.name, error, log=id(error) not in logged)
         if not report.instructions:
             return
         logger.debug(
@@ -50,9 +64,28 @@ class EventSink:
             except Exception as error:
                 self.error(task.name, error)
 
-    def error(self, task_name: str, error: BaseException) -> None:
-        """Log an error of a task and hand it to ``on_error``."""
-        log_error(task_name, error)
+    def batch_errors(self, tasks: Sequence[Task], reports: Sequence[CycleReport]) -> frozenset[int]:
+        """Log once each error that several tasks of a batch share; returns their ids.
+
+        A batch that loses its connection fails every one of its tasks with
+        the same error: one line naming the tasks, not one line (and one
+        traceback) per task.
+        """
+        names_by_error: dict[int, list[str]] = {}
+        errors: dict[int, BaseException] = {}
+        for task, report in zip(tasks, reports, strict=True):
+            for error in report.errors:
+                names_by_error.setdefault(id(error), []).append(task.name)
+                errors[id(error)] = error
+        shared = {key: names for key, names in names_by_error.items() if len(names) > 1}
+        for key, names in shared.items():
+            error_log.log(names, errors[key])
+        return frozenset(shared)
+
+    def error(self, task_name: str, error: BaseException, *, log: bool = True) -> None:
+        """Log an error of a task (unless already logged) and hand it to ``on_error``."""
+        if log:
+            log_error(task_name, error)
         if self._on_error is None:
             return
         try:
@@ -61,15 +94,71 @@ class EventSink:
             logger.exception("on_error callback failed for task %s", task_name)
 
 
+class ErrorLog:
+    """Logs errors at ERROR, with a traceback once per distinct error.
+
+    An outage makes every attempt fail with the same error, every second:
+    its traceback is logged the first time, and each repeat is one line with
+    a count. Errors are told apart by type and message; one not seen for ten
+    minutes has its traceback logged again.
+    """
+
+    def __init__(self, *, forget_after: float = _FORGET_AFTER) -> None:
+        self.forget_after = forget_after
+        self._lock = threading.Lock()
+        # (type, message) -> (times seen, last seen on the monotonic clock)
+        self._seen: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
+
+    def log(self, task_names: Sequence[str], error: BaseException) -> None:
+        key = (type(error).__qualname__, str(error))
+        now = time.monotonic()
+        with self._lock:
+            count, last = self._seen.pop(key, (0, now))
+            if count and now - last > self.forget_after:
+                count = 0
+            count += 1
+            self._seen[key] = (count, now)
+            while len(self._seen) > _REMEMBERED:
+                self._seen.popitem(last=False)
+        which = _task_names(task_names)
+        if count > 1:
+            logger.error(
+                "%s: %s: %s (the same error %d times; traceback logged the first time)",
+                which,
+                type(error).__name__,
+                error,
+                count,
+                extra={
+                    "task_name": task_names[0],
+                    "task_names": tuple(task_names),
+                    "repeats": count,
+                },
+            )
+            return
+        logger.error(
+            "%s: %s: %s",
+            which,
+            type(error).__name__,
+            error,
+            # Our own validation errors say all there is to say; a user's
+            # exception deserves its traceback.
+            exc_info=None if isinstance(error, PlantonError) else error,
+            extra={"task_name": task_names[0], "task_names": tuple(task_names)},
+        )
+
+
+def _task_names(names: Sequence[str]) -> str:
+    if len(names) == 1:
+        return f"Task {names[0]}"
+    shown = ", ".join(names[:10])
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return f"Tasks {shown}{more} (one batch)"
+
+
+#: The process's error log: every error of the loop goes through it.
+error_log = ErrorLog()
+
+
 def log_error(task_name: str, error: BaseException) -> None:
     """Log an error of a task at ERROR, the way every error of the loop is logged."""
-    logger.error(
-        "Task %s: %s: %s",
-        task_name,
-        type(error).__name__,
-        error,
-        # Our own validation errors say all there is to say; a user's
-        # exception deserves its traceback.
-        exc_info=None if isinstance(error, PlantonError) else error,
-        extra={"task_name": task_name},
-    )
+    error_log.log([task_name], error)

@@ -29,6 +29,7 @@ from .runners import (
 )
 from .task import ErrorEvent, Task, TaskEvent, validate_task
 from .wakeups import WakeUps
+from .watchdog import CycleWatchdog, InFlight
 
 __all__ = ["BATCH_SIZE", "BATCH_SLACK", "AttemptHook", "Planton"]
 
@@ -78,6 +79,8 @@ class Planton:
     worker thread that runs it: a documented place for profilers and
     benchmarks to measure cycles without touching the loop's internals.
     ``wakeups`` shares this process's :class:`WakeUps` with a cycle runner.
+    ``slow_cycle_warning`` (seconds, None for never) logs a warning about a
+    cycle that runs longer, once, and again when it ends (:class:`CycleWatchdog`).
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class Planton:
         batch_size: int | None = None,
         around_attempt: AttemptHook | None = None,
         wakeups: WakeUps | None = None,
+        slow_cycle_warning: float | None = None,
     ) -> None:
         self._tasks = _by_name(tasks)
         if cycle_runner is None:
@@ -111,6 +115,7 @@ class Planton:
         self._batch_size = batch_size or BATCH_SIZE
         self._batching = isinstance(cycle_runner, BatchCycleRunner) and self._batch_size > 1
         self._wakeups = wakeups or WakeUps()
+        self._watchdog = CycleWatchdog(slow_cycle_warning)
 
         self._condition = threading.Condition()
         self._state = "new"  # new -> running -> stopped
@@ -133,6 +138,10 @@ class Planton:
         """The most cycles (single tasks or batches) that run at once."""
         return self._max_workers
 
+    def cycles_in_flight(self) -> list[InFlight]:
+        """The cycles running now (their tasks, and since when), the oldest first."""
+        return self._watchdog.in_flight()
+
     def start(self) -> None:
         """Start scheduling in the background and return at once."""
         with self._condition:
@@ -148,6 +157,7 @@ class Planton:
             self._schedule_next([(task.name, report.delay)])
         self._timer = threading.Thread(target=self._timer_loop, name="planton-timer", daemon=True)
         self._timer.start()
+        self._watchdog.start()
 
     def stop(self, timeout: float | None = None) -> bool:
         """Cancel pending waits at once and wait for cycles in flight.
@@ -166,6 +176,7 @@ class Planton:
             finished = self._condition.wait_for(
                 lambda: not (self._busy_threads - {me}), timeout=timeout
             )
+        self._watchdog.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         timer = self._timer
@@ -253,12 +264,13 @@ class Planton:
             self._busy_threads.add(me)
         delays: dict[str, float] = dict.fromkeys(names, DEFAULT_DELAY)
         try:
-            with self._around_attempt(names):
+            with self._watchdog.watch(names), self._around_attempt(names):
                 reports = attempt(self._runner, tasks, self._may_schedule, batch=batch)
+            logged = self._events.batch_errors(tasks, reports) if batch else frozenset()
             for task, report in zip(tasks, reports, strict=True):
                 delays[task.name] = report.delay
                 self._wakeups.finished(task.name, dispatched=bool(report.instructions))
-                self._events.report(task, report)
+                self._events.report(task, report, logged=logged)
         except Exception as error:  # a runner bug must not end the tasks' loops
             for name in names:
                 self._events.error(name, error)

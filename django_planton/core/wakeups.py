@@ -33,6 +33,8 @@ class WakeUps:
         self._attempt_numbers: dict[str, int] = {}
         #: Task names by row id, so that a re-created row still gets its wake-ups.
         self._names_by_id: dict[int, str] = {}
+        #: Tasks whose last schedule ran longer than a batch's time budget: attempted alone.
+        self._slow: set[str] = set()
 
     # -- wake-up sources -----------------------------------------------------
 
@@ -97,8 +99,20 @@ class WakeUps:
                 self._busy.discard(task_name)
 
     def is_quiet(self, task_name: str) -> bool:
-        """Whether the task may share a batch: its last attempt dispatched nothing."""
-        return task_name not in self._busy
+        """Whether the task may share a batch: its last attempt dispatched nothing, quickly."""
+        return task_name not in self._busy and task_name not in self._slow
+
+    def schedule_took(self, task_name: str, *, slow: bool) -> None:
+        """A cycle ran the task's schedule: a slow one is attempted alone until it is fast again.
+
+        So that one slow schedule never again keeps a batch's other rows
+        locked while it runs.
+        """
+        with self._lock:
+            if slow:
+                self._slow.add(task_name)
+            else:
+                self._slow.discard(task_name)
 
     def defer(self, task_name: str) -> None:
         """Woken while its cycle runs: attempt it again right after."""

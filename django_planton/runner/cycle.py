@@ -36,7 +36,7 @@ from ..errors import PlantonError
 from ..models import MaintenanceTask
 from ..sql import DatabaseClock, DatabaseNow, InstructionStates, TaskReads, TaskRow
 from .connections import ConnectionTracker, drop_if_unusable, ensure_usable
-from .sandbox import HeldBackReport, attempt_user_code
+from .sandbox import Attempt, HeldBackReport, attempt_user_code
 from .writes import AttemptWriter, full_waiting, sync_tasks
 
 __all__ = ["DatabaseCycleRunner"]
@@ -63,6 +63,8 @@ class DatabaseCycleRunner:
         self.poll_interval = float(poll_interval or settings.poll_interval)
         self.max_wait = float(max_wait or settings.max_wait)
         self.max_instruction_length = int(max_instruction_length or settings.max_instruction_length)
+        #: Seconds a batch may spend on schedules before leaving out the rest.
+        self.batch_time_budget = settings.batch_time_budget
         self.bounds = DelayBounds(poll_interval=self.poll_interval, max_wait=self.max_wait)
         #: Shared with the loop: who was woken, and the attempt numbers seen.
         self.wakeups = wakeups or WakeUps()
@@ -216,18 +218,30 @@ class DatabaseCycleRunner:
         may_schedule: Callable[[], bool],
     ) -> dict[str, CycleReport]:
         connection = connections[self.using]
-        attempts = [
-            attempt_user_code(
-                task,
-                row,
-                states.get(row.pk, _NO_INSTRUCTIONS),
-                may_schedule=may_schedule,
-                connection=connection,
-                max_instruction_length=self.max_instruction_length,
-            )
-            for task, row in due
-        ]
+        attempts: list[Attempt] = []
         reports: dict[str, CycleReport] = {}
+        started = time.monotonic()
+        for task, row in due:
+            spent = time.monotonic() - started
+            if attempts and spent > self.batch_time_budget:
+                # Not attempted: the row is left as it was (due), and is free
+                # for any runner once this transaction ends.
+                reports[task.name] = CycleReport(
+                    delay=0.0, waiting=f"left out of a batch that ran {spent:.1f}s"
+                )
+                continue
+            attempts.append(
+                attempt_user_code(
+                    task,
+                    row,
+                    states.get(row.pk, _NO_INSTRUCTIONS),
+                    may_schedule=may_schedule,
+                    connection=connection,
+                    max_instruction_length=self.max_instruction_length,
+                )
+            )
+            took = time.monotonic() - started - spent
+            self.wakeups.schedule_took(task.name, slow=took > self.batch_time_budget)
         # Stamped after the schedules ran: an execution starts when it is written.
         written = self._writer.write(attempts, self.clock.now())
         for name, (report, attempt_number) in written.items():

@@ -6,7 +6,8 @@ this class directly. The threads of a process, all started in :meth:`start`:
 - the core loop's timer and its worker pool (``planton-timer``,
   ``planton-worker-N``): the cycles;
 - ``planton-housekeeping``: overdue executions and pruning (:mod:`.housekeeping`);
-- ``planton-listener``, on PostgreSQL: wake-ups from other processes (:mod:`..notify`).
+- ``planton-listener``, on PostgreSQL: wake-ups from other processes (:mod:`..notify`);
+- ``planton-watchdog``: warns about cycles that run too long (:mod:`..core.watchdog`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from .. import signals
 from ..conf import planton_settings
-from ..core import AttemptHook, CycleReport, Planton, Task, WakeUps, log_error
+from ..core import AttemptHook, CycleReport, InFlight, Planton, Task, WakeUps, log_error
 from ..notify import EndedListener, listening_supported
 from ..registry import registry
 from .cycle import DatabaseCycleRunner
 from .housekeeping import Housekeeper
+from .timeouts import ConnectionLimits
 from .writes import sync_tasks
 
 __all__ = ["Runner"]
@@ -58,6 +60,7 @@ class Runner:
             batch_size=batch_size or settings.batch_size,
             around_attempt=around_attempt,
             wakeups=self.wakeups,
+            slow_cycle_warning=settings.slow_cycle_warning,
         )
         self._stopping = threading.Event()
         self.housekeeper = Housekeeper(
@@ -66,6 +69,12 @@ class Runner:
             stopping=self._stopping,
         )
         self.listener: EndedListener | None = None
+        #: The connect and statement timeouts, installed while the runner runs.
+        self.connection_limits = ConnectionLimits(
+            using,
+            connect_timeout=settings.connect_timeout,
+            statement_timeout=settings.statement_timeout,
+        )
 
     @property
     def housekeeping_interval(self) -> float:
@@ -73,6 +82,7 @@ class Runner:
 
     def run_once(self) -> list[CycleReport]:
         """One cycle of each task that is due, then housekeeping; for cron and tests."""
+        self.connection_limits.install()
         self.wakeups.learn_ids(sync_tasks(self.tasks, using=self.using))
         reports = []
         for task in self.tasks:
@@ -88,8 +98,10 @@ class Runner:
 
         Connections: one per worker thread, one for housekeeping and, on
         PostgreSQL, one that listens for ended executions. The calling
-        thread's connection is closed once the tasks are synced.
+        thread's connection is closed once the tasks are synced. Each has the
+        connect and statement timeouts of :mod:`.timeouts`.
         """
+        self.connection_limits.install()
         self.wakeups.learn_ids(sync_tasks(self.tasks, using=self.using))
         if not connections[self.using].in_atomic_block:
             connections[self.using].close()
@@ -118,7 +130,13 @@ class Runner:
                 thread.join(timeout=timeout)
         if finished:
             self.cycle_runner.close_connections()
+            self.connection_limits.uninstall()
         return finished
+
+    def cycles_in_flight(self) -> list[InFlight]:
+        """The cycles running now, the oldest first: after a ``stop()`` that timed out,
+        those it gave up on."""
+        return self.planton.cycles_in_flight()
 
     def wake(self, task_name: str, *, force: bool = False) -> None:
         """Attempt a task of this runner now, if the wake-up is worth it.

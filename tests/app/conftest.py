@@ -6,5 +6,6 @@ from ..runner.conftest import (  # noqa: F401 - fixtures shared with the runner'
     make_runner,
     make_task,
     record_signal,
+    relayed_database,
     scripted_schedule,
 )

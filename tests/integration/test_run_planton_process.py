@@ -134,6 +134,7 @@ def test_the_shutdown_timeout_gives_up_on_a_cycle_in_flight(
 
     process.send_signal(signal.SIGINT)
 
-    assert process.wait(timeout=15) == 0
-    assert "Cycles still running after 0.5s" in process.stderr
+    assert process.wait(timeout=15) == 1
+    assert "Cycles still running after 0.5s: testapp_idle (running " in process.stderr
+    assert "with status 1" in process.stderr
     assert "Traceback" not in process.stderr

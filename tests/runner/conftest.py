@@ -27,6 +27,7 @@ from django_planton.core import ScheduleContext, Task
 from django_planton.registry import TaskRegistry
 from django_planton.runner import Runner
 from scripts import measure
+from scripts.relay import Relay
 
 from ..support import Log, scripted
 
@@ -252,3 +253,28 @@ def most_at_once() -> Callable[[Iterable[Any]], int]:
     return lambda executions: measure.most_at_once(
         (execution.started_at, execution.ended_at) for execution in executions
     )
+
+
+# -- a database behind a relay that can refuse or black-hole connections ----------------
+
+
+@pytest.fixture
+def relayed_database() -> Iterator[Relay]:
+    """This thread's default connection, and any opened later, go through a :class:`Relay`.
+
+    PostgreSQL and MariaDB only (SQLite has no server). The relay forwards
+    until the test switches it; the connection settings are restored after.
+    """
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has no server to be cut off from")
+    settings_dict = connection.settings_dict
+    saved = {key: settings_dict.get(key) for key in ("HOST", "PORT")}
+    relay = Relay((settings_dict["HOST"] or "127.0.0.1", int(settings_dict["PORT"]))).start()
+    connection.close()
+    settings_dict.update(HOST="127.0.0.1", PORT=str(relay.port))
+    try:
+        yield relay
+    finally:
+        relay.stop()
+        connection.close()
+        settings_dict.update(saved)

@@ -127,8 +127,10 @@ class Command(BaseCommand):
                 f"Unknown task{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                 f"registered: {', '.join(registry.names())}."
             )
-        self._check_database(database)
         runner = Runner(registry.select(task_names), using=database, max_workers=workers)
+        # Before the first connection: an unanswering database fails within the timeout.
+        runner.connection_limits.install()
+        self._check_database(database)
         names = ", ".join(task.name for task in runner.tasks)
         try:
             if once:
@@ -173,10 +175,15 @@ class Command(BaseCommand):
                 pass
             finished = runner.stop(timeout=shutdown_timeout)
         if not finished:
+            stuck = "; ".join(
+                f"{', '.join(cycle.names)} (running {cycle.seconds():.0f}s)"
+                for cycle in runner.cycles_in_flight()
+            )
             self.stderr.write(
-                f"Cycles still running after {shutdown_timeout:g}s; exiting without them "
-                "(their transactions roll back)."
+                f"Cycles still running after {shutdown_timeout:g}s: {stuck or 'none named'}. "
+                "Exiting without them (their transactions roll back), with status 1."
             )
             self.stdout.flush()
-            os._exit(0)
+            self.stderr.flush()
+            os._exit(1)
         self.stdout.write("Stopped.")

@@ -1,0 +1,118 @@
+"""A slow schedule holds up only itself: a batch's time budget, and slow tasks attempted alone."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+
+from django_planton.models import MaintenanceTask
+from django_planton.runner import DatabaseCycleRunner, sync_tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BUDGET = 0.05
+
+
+def sleeping(seconds: float, calls: list[str], name: str):
+    def schedule(context):
+        calls.append(name)
+        time.sleep(seconds)
+        return []
+
+    return schedule
+
+
+@override_settings(PLANTON_BATCH_TIME_BUDGET=BUDGET)
+def test_the_tasks_a_batch_has_no_time_left_for_go_back_due_and_untouched(make_task):
+    calls: list[str] = []
+    slow = make_task("slow", sleeping(BUDGET * 3, calls, "slow"), delay=30.0)
+    others = [make_task(f"idle-{n}", sleeping(0, calls, f"idle-{n}"), delay=30.0) for n in range(3)]
+    sync_tasks([slow, *others])
+    runner = DatabaseCycleRunner(hostname="test-host")
+
+    reports = runner.run_batch([slow, *others])
+
+    assert calls == ["slow"]
+    assert reports[0].waiting is None
+    assert reports[0].delay == pytest.approx(30.0, abs=1)
+    for report in reports[1:]:
+        assert report.delay == 0.0
+        assert report.waiting is not None
+        assert report.waiting.startswith("left out of a batch that ran ")
+    rows = MaintenanceTask.objects.filter(nid__in=[t.name for t in others])
+    assert set(rows.values_list("attempt_number", flat=True)) == {0}
+    assert set(rows.values_list("last_attempted_at", flat=True)) == {None}
+    assert MaintenanceTask.objects.get(nid="slow").attempt_number == 1
+
+
+@override_settings(PLANTON_BATCH_TIME_BUDGET=BUDGET)
+def test_a_task_whose_schedule_ran_over_the_budget_is_attempted_alone_until_fast_again(make_task):
+    calls: list[str] = []
+    pace = {"seconds": BUDGET * 2}
+
+    def schedule(context):
+        calls.append("moody")
+        time.sleep(pace["seconds"])
+        return []
+
+    moody = make_task("moody", schedule, delay=0.0)
+    sync_tasks([moody])
+    runner = DatabaseCycleRunner(hostname="test-host")
+    assert runner.wakeups.is_quiet("moody")
+
+    runner.run(moody)
+    assert not runner.wakeups.is_quiet("moody")  # never batched while slow
+
+    pace["seconds"] = 0.0
+    runner.run(moody)
+    assert runner.wakeups.is_quiet("moody")
+    assert calls == ["moody", "moody"]
+
+
+@override_settings(PLANTON_BATCH_TIME_BUDGET=60.0)
+def test_within_the_budget_every_task_of_the_batch_is_attempted(make_task):
+    calls: list[str] = []
+    tasks = [make_task(f"idle-{n}", sleeping(0, calls, f"idle-{n}"), delay=30.0) for n in range(5)]
+    sync_tasks(tasks)
+
+    reports = DatabaseCycleRunner(hostname="test-host").run_batch(tasks)
+
+    assert calls == [t.name for t in tasks]
+    assert all(report.waiting is None for report in reports)
+
+
+@pytest.mark.skipif(
+    connection.vendor == "sqlite",
+    reason="SQLite: every cycle holds the database's write lock, a slow one included",
+)
+@override_settings(PLANTON_BATCH_TIME_BUDGET=BUDGET, PLANTON_POLL_INTERVAL=0.05)
+def test_a_running_loop_keeps_attempting_the_other_tasks_while_one_schedule_is_slow(
+    make_task, make_runner
+):
+    """After the slow schedule's first run, the quiet tasks never wait for it again."""
+    attempts: dict[str, list[float]] = {"slow": [], "quick": []}
+
+    def slow(context):
+        attempts["slow"].append(time.monotonic())
+        time.sleep(0.5)
+        return []
+
+    def quick(context):
+        attempts["quick"].append(time.monotonic())
+        return []
+
+    tasks = [make_task("slow", slow, delay=0.05), make_task("quick", quick, delay=0.05)]
+    runner = make_runner(tasks, max_workers=2, batch_size=10, start=True)
+    time.sleep(2.5)
+    runner.stop(timeout=5)
+
+    quick_times = attempts["quick"]
+    assert len(attempts["slow"]) >= 2
+    later = [t for t in quick_times if t > attempts["slow"][0] + 0.6]
+    gaps = [b - a for a, b in itertools.pairwise(later)]
+    assert gaps, quick_times
+    assert max(gaps) < 0.4, f"the quick task waited {max(gaps):.2f}s between attempts"
