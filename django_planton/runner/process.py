@@ -81,16 +81,19 @@ class Runner:
         return self.housekeeper.interval
 
     def run_once(self) -> list[CycleReport]:
-        """One cycle of each task that is due, then housekeeping; for cron and tests."""
-        self.connection_limits.install()
-        self.wakeups.learn_ids(sync_tasks(self.tasks, using=self.using))
-        reports = []
-        for task in self.tasks:
-            report = self.cycle_runner.run(task)
-            for error in report.errors:
-                log_error(task.name, error)
-            reports.append(report)
-        self.housekeep()
+        """One cycle of each task that is due, then housekeeping; for cron and tests.
+
+        The connection limits of :mod:`.timeouts` hold for the call.
+        """
+        with self.connection_limits.applied():
+            self.wakeups.learn_ids(sync_tasks(self.tasks, using=self.using))
+            reports = []
+            for task in self.tasks:
+                report = self.cycle_runner.run(task)
+                for error in report.errors:
+                    log_error(task.name, error)
+                reports.append(report)
+            self.housekeep()
         return reports
 
     def start(self) -> None:

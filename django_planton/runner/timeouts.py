@@ -17,17 +17,34 @@ threads, housekeeping and the listener.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
 __all__ = ["ConnectionLimits", "statement_timeout_sql"]
 
 
-def statement_timeout_sql(connection: BaseDatabaseWrapper, seconds: float) -> tuple[str, list[Any]]:
-    """The statement that limits this connection's statements to ``seconds``; empty if none."""
+def statement_timeout_sql(
+    connection: BaseDatabaseWrapper, seconds: float | None
+) -> tuple[str, list[Any]]:
+    """The statement that limits this connection's statements to ``seconds``; empty if none.
+
+    ``None`` gives the statement that puts the server's default back.
+    """
+    if seconds is None:
+        return {
+            "postgresql": ("RESET statement_timeout", []),
+            "mysql": (
+                "SET SESSION max_statement_time = DEFAULT"
+                if getattr(connection, "mysql_is_mariadb", False)
+                else "SET SESSION max_execution_time = DEFAULT",
+                [],
+            ),
+        }.get(connection.vendor, ("", []))
     if connection.vendor == "postgresql":
         # set_config() takes parameters, where SET does not.
         return "SELECT set_config('statement_timeout', %s, false)", [f"{round(seconds * 1000)}"]
@@ -72,20 +89,35 @@ class ConnectionLimits:
             self.limit(connection)
 
     def uninstall(self) -> None:
+        """Take the limits off: new connections, and this thread's if open, lose them."""
+        if not self.installed:
+            return
         self.installed = False
         connection_created.disconnect(dispatch_uid=self._uid())
+        connection = connections[self.using]
         if self._added_connect_timeout:
-            connections[self.using].settings_dict.get("OPTIONS", {}).pop("connect_timeout", None)
+            connection.settings_dict.get("OPTIONS", {}).pop("connect_timeout", None)
             self._added_connect_timeout = False
+        if self.statement_timeout is not None and connection.connection is not None:
+            with contextlib.suppress(DatabaseError):
+                _execute(connection, statement_timeout_sql(connection, None))
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """The limits for the block, unless they were installed already (then left so)."""
+        if self.installed:
+            yield
+            return
+        self.install()
+        try:
+            yield
+        finally:
+            self.uninstall()
 
     def limit(self, connection: BaseDatabaseWrapper) -> None:
         """Set the statement timeout on an open connection."""
-        if self.statement_timeout is None:
-            return
-        sql, params = statement_timeout_sql(connection, self.statement_timeout)
-        if sql:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
+        if self.statement_timeout is not None:
+            _execute(connection, statement_timeout_sql(connection, self.statement_timeout))
 
     def _limit_statements(
         self, sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any
@@ -95,3 +127,10 @@ class ConnectionLimits:
 
     def _uid(self) -> str:
         return f"django_planton.statement_timeout.{self.using}.{id(self)}"
+
+
+def _execute(connection: BaseDatabaseWrapper, statement: tuple[str, list[Any]]) -> None:
+    sql, params = statement
+    if sql:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)

@@ -8,6 +8,7 @@ runner in the executions it writes, so that a test can tell processes apart;
 housekeeping (else django-planton's default).
 """
 
+import ast
 import os
 
 from example_site import settings as _base
@@ -19,3 +20,9 @@ INSTALLED_APPS = [*_base.INSTALLED_APPS, "tests.integration.testapp.apps.Planton
 PLANTON_HOSTNAME = os.environ.get("PLANTON_TEST_HOSTNAME") or None
 if os.environ.get("PLANTON_TEST_HOUSEKEEPING_INTERVAL"):
     PLANTON_HOUSEKEEPING_INTERVAL = float(os.environ["PLANTON_TEST_HOUSEKEEPING_INTERVAL"])
+
+# PLANTON_TEST_SET_<NAME>=<Python literal> sets the setting PLANTON_<NAME>, e.g.
+# PLANTON_TEST_SET_CONNECT_TIMEOUT=2 or PLANTON_TEST_SET_SLOW_CYCLE_WARNING=0.5.
+for _key, _value in os.environ.items():
+    if _key.startswith("PLANTON_TEST_SET_"):
+        globals()["PLANTON_" + _key.removeprefix("PLANTON_TEST_SET_")] = ast.literal_eval(_value)
