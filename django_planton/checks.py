@@ -64,6 +64,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="django_planton.E002",
                 )
             )
+    listen = raw_setting("PLANTON_LISTEN_DATABASE")
+    if listen is not None and listen not in settings.DATABASES:
+        messages.append(
+            Error(
+                f"PLANTON_LISTEN_DATABASE names {listen!r}, which is not in DATABASES.",
+                hint="Name a database alias that reaches PostgreSQL directly, or remove it.",
+                id="django_planton.E004",
+            )
+        )
     keep = raw_setting("PLANTON_KEEP_COMPLETED_EXECUTIONS")
     if keep is not None and (not isinstance(keep, timedelta) or keep <= timedelta(0)):
         messages.append(

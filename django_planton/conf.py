@@ -62,6 +62,10 @@ DEFAULTS: dict[str, Any] = {
     # Seconds complete(), fail() and heartbeat() keep retrying a lost
     # connection before they raise. 0: no retry.
     "PLANTON_ENDING_RETRY_SECONDS": 15.0,
+    # The database alias whose connection LISTENs for wake-ups (PostgreSQL):
+    # one that reaches the server directly, past a pooler in transaction
+    # mode. None: the runner's own database.
+    "PLANTON_LISTEN_DATABASE": None,
 }
 
 
@@ -88,6 +92,7 @@ class PlantonSettings:
     connect_timeout: int | None
     statement_timeout: float | None
     ending_retry_seconds: float
+    listen_database: str | None
 
 
 def planton_settings() -> PlantonSettings:
@@ -113,6 +118,7 @@ def planton_settings() -> PlantonSettings:
         ),
         statement_timeout=_seconds_or_none(value["PLANTON_STATEMENT_TIMEOUT"]),
         ending_retry_seconds=float(value["PLANTON_ENDING_RETRY_SECONDS"]),
+        listen_database=value["PLANTON_LISTEN_DATABASE"] or None,
     )
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +28,7 @@ from django.db import connections
 
 from .sql import (
     ENDED_CHANNEL,
+    PROBE_CHANNEL,
     WAKE_CHANNEL,
     WAKE_FUNCTION_SQL,
     create_wake_trigger_sql,
@@ -95,7 +98,17 @@ class EndedListener(threading.Thread):
     Survives a lost connection: it logs, waits (backing off up to 30 s) and
     listens again. A notification missed meanwhile only costs a delay: the
     runners still attempt every task at its next attempt time.
+
+    It proves that it hears: after each ``LISTEN`` it sends a NOTIFY from a
+    second connection, and sets :attr:`hears` when that arrives. Behind a
+    pooler in transaction mode (PgBouncer) a ``LISTEN`` is lost with the
+    server connection it ran on: the probe never arrives, and the listener
+    logs one warning that names the cause and the fix. Until it hears, the
+    runner keeps its in-process wake-ups (see ``Runner``).
     """
+
+    #: Seconds the probe NOTIFY has to arrive.
+    probe_wait = 5.0
 
     def __init__(
         self,
@@ -110,8 +123,12 @@ class EndedListener(threading.Thread):
         self.on_task_ids = on_task_ids
         self.on_task_names = on_task_names
         self.stopping = stopping
+        #: Set while LISTEN has been sent on a live connection.
         self.listening = threading.Event()
+        #: Set once this connection's probe NOTIFY arrived: wake-ups reach it.
+        self.hears = threading.Event()
         self._failures = 0
+        self._warned_deaf = False
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -120,6 +137,7 @@ class EndedListener(threading.Thread):
             except Exception as error:
                 self._failures += 1
                 self.listening.clear()
+                self.hears.clear()
                 # The traceback once per outage; each later failure is one line.
                 logger.error(
                     "Listening for ended executions failed (%d in a row): %s",
@@ -135,13 +153,40 @@ class EndedListener(threading.Thread):
         params = connections[self.using].get_connection_params()
         with psycopg.connect(**params, autocommit=True) as connection:
             connection.execute(f"LISTEN {ENDED_CHANNEL}")
+            connection.execute(f"LISTEN {PROBE_CHANNEL}")
             if self.on_task_names is not None:
                 connection.execute(f"LISTEN {WAKE_CHANNEL}")
             self._failures = 0  # each outage backs off from the start again
             self.listening.set()
+            token = uuid.uuid4().hex
+            _send_probe(params, token)
+            deadline = time.monotonic() + self.probe_wait
             while not self.stopping.is_set():
                 for notification in connection.notifies(timeout=0.5):
+                    if notification.channel == PROBE_CHANNEL:
+                        if notification.payload == token:
+                            self.hears.set()
+                        continue
                     self._deliver(notification.channel, notification.payload)
+                if not self.hears.is_set() and time.monotonic() > deadline:
+                    self._deaf()
+                    deadline = float("inf")
+
+    def _deaf(self) -> None:
+        """The probe did not arrive: say so once, with the likely cause and the fix."""
+        if self._warned_deaf:
+            return
+        self._warned_deaf = True
+        logger.warning(
+            "Wake-ups from other processes do not reach this runner: a NOTIFY sent after "
+            "LISTEN on database %r did not arrive within %gs. The likely cause is a "
+            "connection pooler in transaction mode (PgBouncer), which cannot keep a LISTEN. "
+            "Set PLANTON_LISTEN_DATABASE to a database alias that connects to PostgreSQL "
+            "directly (or use session pooling). Meanwhile this runner is woken by the "
+            "executions that end in its own process, and polls every PLANTON_POLL_INTERVAL.",
+            self.using,
+            self.probe_wait,
+        )
 
     def _deliver(self, channel: str, payload: str) -> None:
         if channel == WAKE_CHANNEL:
@@ -151,3 +196,16 @@ class EndedListener(threading.Thread):
         task_ids = {int(part) for part in payload.split(",") if part.isdigit()}
         if task_ids:
             self.on_task_ids(task_ids)
+
+
+def _send_probe(params: dict[str, Any], token: str) -> None:
+    """NOTIFY the probe channel from a second, short-lived connection.
+
+    Not from the listening connection itself: through a pooler, a NOTIFY
+    sent there would come back on the same server connection, and prove
+    nothing about notifications sent by other processes.
+    """
+    import psycopg
+
+    with psycopg.connect(**params, autocommit=True) as sender:
+        sender.execute("SELECT pg_notify(%s, %s)", [PROBE_CHANNEL, token])

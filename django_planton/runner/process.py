@@ -108,18 +108,18 @@ class Runner:
         self.wakeups.learn_ids(sync_tasks(self.tasks, using=self.using))
         if not connections[self.using].in_atomic_block:
             connections[self.using].close()
-        if listening_supported(self.using):
-            # The trigger's NOTIFY reaches this process too: listening to the
-            # in-process signal as well would wake each task twice.
+        # In-process wake-ups always: they are dropped only while the listener
+        # proves that NOTIFY reaches it (a pooler in transaction mode loses LISTEN).
+        signals.executions_ended.connect(self._on_executions_ended, weak=False)
+        listen_on = planton_settings().listen_database or self.using
+        if listening_supported(listen_on):
             self.listener = EndedListener(
-                using=self.using,
+                using=listen_on,
                 on_task_ids=self._wake_ids,
                 on_task_names=self._wake_now,
                 stopping=self._stopping,
             )
             self.listener.start()
-        else:
-            signals.executions_ended.connect(self._on_executions_ended, weak=False)
         self.planton.start()
         self.housekeeper.start()
 
@@ -158,6 +158,8 @@ class Runner:
         return self.housekeeper.prune()
 
     def _on_executions_ended(self, sender: Any, task_ids: set[int], **kwargs: Any) -> None:
+        if self.listener is not None and self.listener.hears.is_set():
+            return  # the trigger's NOTIFY reaches this process too: one wake-up is enough
         self._wake_ids(task_ids)
 
     def _wake_now(self, task_names: set[str]) -> None:

@@ -6,6 +6,7 @@ __all__ = [
     "CREATE_TRIGGER_SQL",
     "DROP_TRIGGER_SQL",
     "ENDED_CHANNEL",
+    "PROBE_CHANNEL",
     "WAKE_CHANNEL",
     "WAKE_FUNCTION_SQL",
     "create_wake_trigger_sql",
@@ -16,6 +17,8 @@ __all__ = [
 ENDED_CHANNEL = "django_planton_ended"
 #: Carries the names of tasks to attempt now (``notify.wake_on_change``).
 WAKE_CHANNEL = "django_planton_wake"
+#: A listener's proof that notifications reach it (see ``notify.EndedListener``).
+PROBE_CHANNEL = "django_planton_probe"
 
 CREATE_TRIGGER_SQL = [
     f"""
