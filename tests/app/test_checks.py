@@ -29,6 +29,7 @@ def test_the_example_settings_pass():
         "PLANTON_MAX_WAIT",
         "PLANTON_HOUSEKEEPING_INTERVAL",
         "PLANTON_MAX_INSTRUCTION_LENGTH",
+        "PLANTON_BATCH_TIME_BUDGET",
     ],
 )
 @pytest.mark.parametrize("value", [0, -1, "5", None, True])
@@ -123,3 +124,32 @@ def test_sqlite_with_immediate_transactions_and_other_databases_pass(databases):
 def test_the_sqlite_check_is_registered(databases):
     databases({"default": {"ENGINE": SQLITE, "NAME": "db.sqlite3"}})
     assert planton_ids(run_checks(tags=["database"])) == ["django_planton.W001"]
+
+
+@pytest.mark.parametrize(
+    "name", ["PLANTON_SLOW_CYCLE_WARNING", "PLANTON_CONNECT_TIMEOUT", "PLANTON_STATEMENT_TIMEOUT"]
+)
+@pytest.mark.parametrize("value", [0, -1, "5", True])
+def test_a_bad_timeout_is_e001_and_none_turns_it_off(name, value):
+    with override_settings(**{name: value}):
+        [message] = [m for m in run_checks() if m.id == "django_planton.E001"]
+    assert name in message.msg
+    assert "a positive number or None" in message.msg
+    with override_settings(**{name: None}):
+        assert planton_ids(run_checks()) == []
+
+
+@pytest.mark.parametrize("value", [-1, "15", None])
+def test_a_bad_ending_retry_is_e001_and_0_turns_it_off(value):
+    with override_settings(PLANTON_ENDING_RETRY_SECONDS=value):
+        [message] = [m for m in run_checks() if m.id == "django_planton.E001"]
+    assert "PLANTON_ENDING_RETRY_SECONDS" in message.msg
+    with override_settings(PLANTON_ENDING_RETRY_SECONDS=0):
+        assert planton_ids(run_checks()) == []
+
+
+def test_a_listen_database_that_is_not_an_alias_is_e004():
+    with override_settings(PLANTON_LISTEN_DATABASE="direct"):
+        assert planton_ids(run_checks()) == ["django_planton.E004"]
+    with override_settings(PLANTON_LISTEN_DATABASE="default"):
+        assert planton_ids(run_checks()) == []
