@@ -14,13 +14,16 @@ share one cadence and one concurrency. For each batch of tasks:
    holds back, in one statement;
 4. run each schedule inside the same transaction, behind a savepoint of its
    own (:mod:`.sandbox`), so its claims commit or roll back together with the
-   execution rows, and a failing task rolls back alone;
+   execution rows, and a failing task rolls back alone; a batch has a time
+   budget, past which a schedule's statement is cancelled (:mod:`.cutter`)
+   and the tasks not reached go back, due;
 5. write the executions and the new attempt states (:mod:`.writes`), commit;
 6. send the signals once the transaction has committed (:mod:`.dispatch`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +39,7 @@ from ..errors import PlantonError
 from ..models import MaintenanceTask
 from ..sql import DatabaseClock, DatabaseNow, InstructionStates, TaskReads, TaskRow
 from .connections import ConnectionTracker, drop_if_unusable, ensure_usable
+from .cutter import ScheduleCutter
 from .sandbox import Attempt, HeldBackReport, attempt_user_code
 from .writes import AttemptWriter, full_waiting, sync_tasks
 
@@ -81,6 +85,7 @@ class DatabaseCycleRunner:
         self._reads = TaskReads(using)
         self._held_back = HeldBackReport()
         self._writer = AttemptWriter(using=using, hostname=self.hostname, bounds=self.bounds)
+        self._cutter = ScheduleCutter(using)
 
     # -- the CycleRunner protocol -------------------------------------------
 
@@ -221,6 +226,7 @@ class DatabaseCycleRunner:
         attempts: list[Attempt] = []
         reports: dict[str, CycleReport] = {}
         started = time.monotonic()
+        deadline = started + self.batch_time_budget
         for task, row in due:
             spent = time.monotonic() - started
             if attempts and spent > self.batch_time_budget:
@@ -230,8 +236,13 @@ class DatabaseCycleRunner:
                     delay=0.0, waiting=f"left out of a batch that ran {spent:.1f}s"
                 )
                 continue
-            attempts.append(
-                attempt_user_code(
+            guard = (
+                self._cutter.guard(connection, task.name, deadline)
+                if len(due) > 1
+                else contextlib.nullcontext(None)
+            )
+            with guard as cut:
+                attempt = attempt_user_code(
                     task,
                     row,
                     states.get(row.pk, _NO_INSTRUCTIONS),
@@ -239,9 +250,16 @@ class DatabaseCycleRunner:
                     connection=connection,
                     max_instruction_length=self.max_instruction_length,
                 )
-            )
             took = time.monotonic() - started - spent
             self.wakeups.schedule_took(task.name, slow=took > self.batch_time_budget)
+            if cut is not None and cut.done and attempt.outcome is None:
+                # Cut by the budget, not failed: its savepoint rolled back, and
+                # its row is left due for an attempt of its own.
+                reports[task.name] = CycleReport(
+                    delay=0.0, waiting=f"cut from its batch after {took:.1f}s: attempted alone"
+                )
+                continue
+            attempts.append(attempt)
         # Stamped after the schedules ran: an execution starts when it is written.
         written = self._writer.write(attempts, self.clock.now())
         for name, (report, attempt_number) in written.items():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 
 import pytest
-from django.db import connection
+from django.contrib.auth.models import Group
+from django.db import OperationalError, connection
 from django.test import override_settings
 
 from django_planton.models import MaintenanceTask
@@ -116,3 +118,96 @@ def test_a_running_loop_keeps_attempting_the_other_tasks_while_one_schedule_is_s
     gaps = [b - a for a, b in itertools.pairwise(later)]
     assert gaps, quick_times
     assert max(gaps) < 0.4, f"the quick task waited {max(gaps):.2f}s between attempts"
+
+
+# -- a schedule stuck in the database is cut at the budget (PostgreSQL, MariaDB) ---------
+
+servers_only = pytest.mark.skipif(
+    connection.vendor == "sqlite", reason="SQLite: a statement is never cut (see runner.cutter)"
+)
+
+
+def database_sleep(seconds: float) -> None:
+    """A slow query, as the database sees it."""
+    sql = "SELECT pg_sleep(%s)" if connection.vendor == "postgresql" else "SELECT SLEEP(%s)"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [seconds])
+        row = cursor.fetchone()
+    if connection.vendor == "mysql" and row and row[0] == 1:
+        # MariaDB's SLEEP() returns 1 when KILL QUERY interrupts it, rather than raising.
+        raise OperationalError("SLEEP() was interrupted")
+
+
+@servers_only
+@override_settings(PLANTON_BATCH_TIME_BUDGET=0.3)
+def test_a_schedule_stuck_in_a_query_is_cut_and_its_claims_roll_back(make_task):
+    def stuck(context):
+        Group.objects.create(name="claimed-by-stuck")
+        database_sleep(20)
+        return ["never"]
+
+    blocker = make_task("stuck", stuck, delay=30.0)
+    others = [make_task(f"idle-{n}", delay=30.0) for n in range(2)]
+    sync_tasks([blocker, *others])
+    runner = DatabaseCycleRunner(hostname="test-host")
+
+    began = time.monotonic()
+    reports = runner.run_batch([blocker, *others])
+    took = time.monotonic() - began
+
+    assert took < 5, f"the batch waited {took:.1f}s for the stuck schedule"
+    assert reports[0].delay == 0.0
+    assert reports[0].errors == ()
+    assert reports[0].waiting is not None
+    assert reports[0].waiting.startswith("cut from its batch after ")
+    assert not Group.objects.filter(name="claimed-by-stuck").exists()
+    assert MaintenanceTask.objects.get(nid="stuck").attempt_number == 0  # not a failed attempt
+    assert not runner.wakeups.is_quiet("stuck")  # attempted alone next
+    for report in reports[1:]:
+        assert report.errors == ()
+
+
+@servers_only
+@override_settings(PLANTON_BATCH_TIME_BUDGET=0.3)
+def test_another_runner_gets_the_batchs_other_tasks_within_the_budget(make_task, in_other_thread):
+    """The issue's case: one stuck schedule kept its batch's rows locked on every runner."""
+    sleeping = threading.Event()
+
+    def stuck_schedule(context):
+        sleeping.set()
+        database_sleep(6)
+        return []
+
+    stuck = make_task("stuck", stuck_schedule, delay=30.0)
+    quick = make_task("quick", delay=30.0)
+    sync_tasks([stuck, quick])
+    outcome: list[object] = []
+
+    def run_the_batch() -> None:
+        try:
+            outcome.extend(
+                in_other_thread(
+                    lambda: DatabaseCycleRunner(hostname="r1").run_batch([stuck, quick])
+                )
+            )
+        except Exception as error:
+            outcome.append(error)
+
+    batch = threading.Thread(target=run_the_batch, daemon=True)
+    other = DatabaseCycleRunner(hostname="r2")
+
+    batch.start()
+    assert sleeping.wait(5)  # the batch holds both rows now
+    began = time.monotonic()
+    attempted_at = None
+    while time.monotonic() - began < 8:
+        # Free again: attempted by this runner now, or already by the batch's.
+        if other.run(quick).waiting != "attempted by another runner":
+            attempted_at = time.monotonic() - began
+            break
+        time.sleep(0.05)
+    batch.join(10)
+
+    assert len(outcome) == 2, outcome  # the batch ran: a report per task
+    assert attempted_at is not None
+    assert attempted_at < 2.0, f"the quick task's row was locked for {attempted_at:.1f}s"
