@@ -133,7 +133,7 @@ class Runner:
                 thread.join(timeout=timeout)
         if finished:
             self.cycle_runner.close_connections()
-            self.connection_limits.uninstall()
+        self.connection_limits.uninstall()
         return finished
 
     def cycles_in_flight(self) -> list[InFlight]:

@@ -129,8 +129,11 @@ class Command(BaseCommand):
             )
         runner = Runner(registry.select(task_names), using=database, max_workers=workers)
         # Before the first connection: an unanswering database fails within the timeout.
-        runner.connection_limits.install()
-        self._check_database(database)
+        with runner.connection_limits.applied():
+            self._run(runner, once=once, shutdown_timeout=shutdown_timeout)
+
+    def _run(self, runner: Runner, *, once: bool, shutdown_timeout: float) -> None:
+        self._check_database(runner.using)
         names = ", ".join(task.name for task in runner.tasks)
         try:
             if once:
