@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
     # one that reaches the server directly, past a pooler in transaction
     # mode. None: the runner's own database.
     "PLANTON_LISTEN_DATABASE": None,
+    # Where the task_dispatched receivers of tasks registered without an
+    # executor run: an Executor instance, or the dotted path of a class that
+    # takes no arguments. None: django_planton.executors.Threads().
+    "PLANTON_EXECUTOR": None,
 }
 
 

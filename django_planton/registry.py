@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from .core import DEFAULT_RETRY, DelayFunction, LimitFunction, RetryPolicy, ScheduleFunction, Task
 from .errors import DuplicateTaskNameError, PlantonError
+
+if TYPE_CHECKING:
+    from .executors import Executor
 
 __all__ = ["TaskRegistry", "register", "registry", "task"]
 
@@ -20,25 +24,36 @@ class TaskRegistry:
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
+        self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
 
-    def register(self, task: Task) -> Task:
+    def register(self, task: Task, *, executor: Executor | None = None) -> Task:
         """Register ``task`` and return it.
 
+        ``executor`` says where its ``task_dispatched`` receivers run
+        (:mod:`django_planton.executors`); None: the setting ``PLANTON_EXECUTOR``.
         Registering the same object again does nothing (``ready()`` may run
         more than once in tests); another task under a taken name raises
         :class:`~django_planton.errors.DuplicateTaskNameError`.
         """
         if not isinstance(task, Task):
             raise PlantonError(f"register() takes a django_planton.Task, got {task!r}.")
+        if executor is not None and not callable(getattr(executor, "submit", None)):
+            raise PlantonError(
+                f"executor must be a django_planton.executors.Executor, got {executor!r}."
+            )
         with self._lock:
             existing = self._tasks.get(task.name)
-            if existing is task:
-                return task
-            if existing is not None:
+            if existing is not None and existing is not task:
                 raise DuplicateTaskNameError(task.name)
             self._tasks[task.name] = task
+            if executor is not None:
+                self._executors[task.name] = executor
         return task
+
+    def executor_of(self, name: str) -> Executor | None:
+        """The executor the task was registered with; None when it named none."""
+        return self._executors.get(name)
 
     def task(
         self,
@@ -48,6 +63,7 @@ class TaskRegistry:
         calculate_delay: DelayFunction | None = None,
         calculate_limit: LimitFunction | None = None,
         retry: RetryPolicy | None = DEFAULT_RETRY,
+        executor: Executor | None = None,
     ) -> Callable[[ScheduleFunction], Task]:
         """Decorate a schedule function to register it as a task.
 
@@ -65,7 +81,8 @@ class TaskRegistry:
                     calculate_delay=calculate_delay,
                     calculate_limit=calculate_limit,
                     retry=retry,
-                )
+                ),
+                executor=executor,
             )
 
         return decorator
@@ -73,6 +90,7 @@ class TaskRegistry:
     def unregister(self, name: str) -> None:
         with self._lock:
             self._tasks.pop(name, None)
+            self._executors.pop(name, None)
 
     def get(self, name: str) -> Task:
         try:

@@ -70,3 +70,18 @@ def planton_registry() -> Iterator[TaskRegistry]:
         yield registry
     finally:
         registry._tasks = saved
+
+
+@pytest.fixture(autouse=True)
+def stop_the_default_executor() -> Iterator[None]:
+    """Receivers a test left to the default executor (Threads) finish, their connections close.
+
+    A test that runs cycles without a ``Runner`` (which stops its executors)
+    would otherwise leave pool threads holding connections to the test database.
+    """
+    yield
+    from django_planton.executors import default_executor
+
+    executor = default_executor()
+    executor.wait(30)
+    executor.stop(30)

@@ -13,6 +13,7 @@ this class directly. The threads of a process, all started in :meth:`start`:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from .. import signals
 from ..conf import planton_settings
 from ..core import AttemptHook, CycleReport, InFlight, Planton, Task, WakeUps, log_error
+from ..executors import Executor, executor_for
 from ..notify import EndedListener, listening_supported
 from ..registry import registry
 from .cycle import DatabaseCycleRunner
@@ -94,6 +96,9 @@ class Runner:
                     log_error(task.name, error)
                 reports.append(report)
             self.housekeep()
+            for executor in self.executors():
+                executor.wait()  # --once returns when the receivers have run
+                executor.close_connections()
         return reports
 
     def start(self) -> None:
@@ -127,7 +132,12 @@ class Runner:
         """Stop scheduling; cycles in flight finish (within ``timeout``)."""
         signals.executions_ended.disconnect(self._on_executions_ended)
         self._stopping.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
         finished = self.planton.stop(timeout=timeout)
+        # Receivers already running finish; those not started are ended as terminated.
+        for executor in self.executors():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            finished = executor.stop(timeout=left) and finished
         for thread in (self.housekeeper.thread, self.listener):
             if thread is not None:
                 thread.join(timeout=timeout)
@@ -135,6 +145,14 @@ class Runner:
             self.cycle_runner.close_connections()
         self.connection_limits.uninstall()
         return finished
+
+    def executors(self) -> list[Executor]:
+        """The executors of this runner's tasks, each once."""
+        unique: dict[int, Executor] = {}
+        for task in self.tasks:
+            executor = executor_for(task)
+            unique.setdefault(id(executor), executor)
+        return list(unique.values())
 
     def cycles_in_flight(self) -> list[InFlight]:
         """The cycles running now, the oldest first: after a ``stop()`` that timed out,

@@ -81,10 +81,14 @@ def test_registration_samples_register_their_tasks(fresh_registry: TaskRegistry)
         if "django_planton.task(" in sample or "django_planton.register(" in sample:
             exec(compile(sample, "README.md", "exec"), {"__name__": "readme_sample"})
     assert fresh_registry.names() == [
+        "enqueue_exports",
         "purge_accounts_nightly",
         "purge_deleted_accounts",
+        "send_reminders",
         "send_user_email",
     ]
+    assert type(fresh_registry.executor_of("enqueue_exports")).__name__ == "Inline"
+    assert repr(fresh_registry.executor_of("send_reminders")) == "Threads(max_workers=20)"
 
 
 def test_quickstart_commands_are_make_targets() -> None:

@@ -80,6 +80,7 @@ def make_task(planton_registry: TaskRegistry) -> Callable[..., Task]:
         delay: float | Callable[[int], float] = 0.01,
         calculate_limit: Callable[[int, Sequence[str]], int] | None = None,
         register: bool = True,
+        executor: Any = None,
     ) -> Task:
         calculate_delay = delay if callable(delay) else (lambda attempt_number: delay)
         task = Task(
@@ -90,7 +91,7 @@ def make_task(planton_registry: TaskRegistry) -> Callable[..., Task]:
             calculate_limit=calculate_limit,
         )
         if register:
-            planton_registry.register(task)
+            planton_registry.register(task, executor=executor)
         return task
 
     return make

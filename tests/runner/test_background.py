@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_planton import signals
+from django_planton.executors import Inline, Threads
 from django_planton.models import MaintenanceTask, MaintenanceTaskExecution
 
 from ..factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
@@ -48,10 +49,15 @@ def test_start_dispatches_in_the_background_and_stop_ends_cleanly(
     assert sorted(instructions_of("background")) == ["a", "b", "c"]
 
 
-def test_the_background_runner_sends_signals_from_its_worker_threads(
-    make_task, make_runner, scripted_schedule, wait_until
+@pytest.mark.parametrize(
+    ("executor", "thread_name"),
+    [(None, "planton-receiver"), (Threads(), "planton-receiver"), (Inline(), "planton-worker")],
+    ids=["default", "Threads", "Inline"],
+)
+def test_receivers_run_in_the_executors_threads(
+    make_task, make_runner, scripted_schedule, wait_until, executor, thread_name
 ):
-    task = make_task("threads", scripted_schedule(["a"]))
+    task = make_task("threads", scripted_schedule(["a"]), executor=executor)
     threads = []
 
     def receiver(sender, **kwargs):
@@ -63,7 +69,7 @@ def test_the_background_runner_sends_signals_from_its_worker_threads(
         assert wait_until(lambda: threads)
     finally:
         signals.task_dispatched.disconnect(receiver, sender=task)
-    assert threads[0].startswith("planton-worker")
+    assert threads[0].startswith(thread_name)
 
 
 def test_the_background_runner_terminates_and_prunes(

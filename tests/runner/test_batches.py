@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_planton import signals
+from django_planton.executors import Inline
 from django_planton.models import MaintenanceTask, MaintenanceTaskExecution
 from django_planton.runner import DatabaseCycleRunner, sync_tasks
 
@@ -114,7 +115,8 @@ def test_a_failing_schedule_rolls_back_its_claims_and_nothing_else(make_task, re
         return ["a", "b"]
 
     committed: list[str] = []
-    before = make_task("before", claims, concurrency=2)
+    # Inline: the receivers have run when run_batch returns.
+    before = make_task("before", claims, concurrency=2, executor=Inline())
     failing = make_task("failing", claims_then_fails, delay=lambda n: 60.0 * n)
     idle = make_task("idle", delay=30.0)
     sync_tasks([before, failing, idle])

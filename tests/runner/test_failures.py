@@ -191,7 +191,8 @@ def test_a_raising_task_dispatched_receiver_fails_only_its_execution(
         signals.task_dispatched.disconnect(broken)
 
     # The other receivers ran for every instruction; the runner went on.
-    assert [call["instruction"] for call in after_broken.items] == ["bad", "good", "later"]
+    # Threads (the default executor) run them at once: in any order.
+    assert sorted(call["instruction"] for call in after_broken.items) == ["bad", "good", "later"]
     assert [report.instructions for report in reports] == [("bad", "good"), ("later",)]
     bad, good = executions_of("first")
     assert bad.state == ExecutionState.COMPLETED

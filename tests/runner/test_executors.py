@@ -1,0 +1,192 @@
+"""Executors: where the receivers run, how many at once, and what a shutdown does to them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from django_planton import Task, signals
+from django_planton.errors import PlantonError
+from django_planton.executors import STOPPED_REASON, Inline, Threads, default_executor
+from django_planton.models import ExecutionState, MaintenanceTaskExecution
+from django_planton.registry import TaskRegistry
+from django_planton.runner import DatabaseCycleRunner, sync_tasks
+
+from ..support import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class AtOnce:
+    """Counts the receivers working at the same moment."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self.now -= 1
+
+
+def working_receiver(at_once: AtOnce, seconds: float):
+    def receiver(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
+        with at_once:
+            time.sleep(seconds)
+        execution.complete()
+
+    return receiver
+
+
+def numbers(count: int):
+    remaining = [str(n) for n in range(count)]
+    lock = threading.Lock()
+
+    def schedule(context):
+        with lock:
+            taken, remaining[:] = remaining[: context.limit], remaining[context.limit :]
+        return taken
+
+    return schedule
+
+
+@pytest.mark.parametrize(("executor", "expected"), [(Threads(), 4), (Inline(), 1)])
+def test_receivers_overlap_under_threads_up_to_the_concurrency(
+    make_task, make_runner, executor, expected
+):
+    at_once = AtOnce()
+    task = make_task("work", numbers(12), concurrency=4, delay=0.01, executor=executor)
+    receiver = working_receiver(at_once, 0.2)
+    signals.task_dispatched.connect(receiver, sender=task, weak=False)
+    try:
+        make_runner([task], start=True)
+        done = MaintenanceTaskExecution.objects.for_task("work").finished()
+        assert wait_until(lambda: done.count() == 12, timeout=30)
+    finally:
+        signals.task_dispatched.disconnect(receiver, sender=task)
+    assert at_once.most == expected
+
+
+def test_the_cycle_returns_once_the_batch_is_handed_over(make_task):
+    gate = threading.Event()
+    started = threading.Event()
+    executor = Threads()
+    task = make_task("handover", numbers(2), concurrency=2, executor=executor)
+
+    def receiver(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
+        started.set()
+        gate.wait(10)
+        execution.complete()
+
+    signals.task_dispatched.connect(receiver, sender=task, weak=False)
+    try:
+        sync_tasks([task])
+        report = DatabaseCycleRunner(hostname="test-host").run(task)
+        assert report.instructions == ("0", "1")
+        assert started.wait(5)
+        assert MaintenanceTaskExecution.objects.for_task("handover").running().count() == 2
+    finally:
+        gate.set()
+        signals.task_dispatched.disconnect(receiver, sender=task)
+    running = MaintenanceTaskExecution.objects.for_task("handover").running()
+    assert wait_until(lambda: not running.exists(), timeout=10)
+    assert executor.stop(timeout=10)
+
+
+def test_a_raising_receiver_fails_its_execution_in_a_pool_thread(make_task, make_runner):
+    task = make_task("breaks", numbers(1), executor=Threads())
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("SMTP refused")
+
+    signals.task_dispatched.connect(receiver, sender=task, weak=False)
+    try:
+        make_runner([task]).run_once()
+    finally:
+        signals.task_dispatched.disconnect(receiver, sender=task)
+    [execution] = MaintenanceTaskExecution.objects.for_task("breaks")
+    assert execution.state == ExecutionState.COMPLETED
+    assert execution.error["message"] == "SMTP refused"
+
+
+def test_once_returns_after_its_receivers_have_run(make_task, make_runner):
+    task = make_task("once", numbers(3), concurrency=3, executor=Threads())
+    receiver = working_receiver(AtOnce(), 0.3)
+    signals.task_dispatched.connect(receiver, sender=task, weak=False)
+    try:
+        make_runner([task]).run_once()
+        finished = MaintenanceTaskExecution.objects.for_task("once").finished().count()
+    finally:
+        signals.task_dispatched.disconnect(receiver, sender=task)
+    assert finished == 3
+
+
+def test_a_shutdown_lets_running_receivers_finish_and_ends_those_not_started(
+    make_task, make_runner, record_signal
+):
+    gate = threading.Event()
+    working = threading.Event()
+    task = make_task("stopping", numbers(3), concurrency=3, executor=Threads(max_workers=1))
+
+    def receiver(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
+        working.set()
+        gate.wait(10)
+        execution.complete()
+
+    terminated = record_signal(signals.execution_terminated)
+    signals.task_dispatched.connect(receiver, sender=task, weak=False)
+    try:
+        runner = make_runner([task], start=True)
+        assert working.wait(10)
+        threading.Timer(0.5, gate.set).start()
+        assert runner.stop(timeout=10)
+    finally:
+        gate.set()
+        signals.task_dispatched.disconnect(receiver, sender=task)
+
+    executions = list(MaintenanceTaskExecution.objects.for_task("stopping").order_by("pk"))
+    assert len(executions) == 3
+    completed = [e for e in executions if e.terminated_at is None]
+    stopped = [e for e in executions if e.terminated_at is not None]
+    assert len(completed) == 1  # the one that was running finished
+    assert completed[0].ended_at is not None
+    assert len(stopped) == 2
+    assert {e.terminated_reason for e in stopped} == {STOPPED_REASON}
+    assert sorted(call["execution"].pk for call in terminated) == [e.pk for e in stopped]
+
+
+def test_register_refuses_what_is_not_an_executor():
+    with pytest.raises(PlantonError, match="executor must be"):
+        TaskRegistry().register(Task("x", lambda context: []), executor=object())
+
+
+def test_threads_needs_at_least_one_worker():
+    with pytest.raises(ValueError, match="at least 1"):
+        Threads(max_workers=0)
+
+
+@override_settings(PLANTON_EXECUTOR="django_planton.executors.Inline")
+def test_the_default_executor_comes_from_the_setting():
+    executor = default_executor()
+    assert isinstance(executor, Inline)
+    assert default_executor() is executor  # one instance, so tasks share it
+
+
+def test_the_default_executor_is_threads():
+    assert isinstance(default_executor(), Threads)
+
+
+@override_settings(PLANTON_EXECUTOR="django.utils.timezone.now")
+def test_a_setting_that_names_no_executor_is_an_error():
+    with pytest.raises(PlantonError, match="not an Executor class"):
+        default_executor()
