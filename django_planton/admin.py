@@ -35,12 +35,14 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from .executors import default_executor
 from .models import FailingInstruction, MaintenanceTask, MaintenanceTaskExecution
 from .querysets import (
     FailingInstructionQuerySet,
     MaintenanceTaskExecutionQuerySet,
     MaintenanceTaskQuerySet,
 )
+from .registry import registry
 from .sql import DatabaseNow
 
 if TYPE_CHECKING:
@@ -223,6 +225,7 @@ class MaintenanceTaskAdmin(TaskAdminBase):
         "last_dispatched_at",
         "has_error",
         "failing_display",
+        "executor_display",
     ]
     list_editable = ["maximum_concurrent_execution_count", "is_paused"]
     list_filter = ["is_paused"]
@@ -236,6 +239,7 @@ class MaintenanceTaskAdmin(TaskAdminBase):
         "saturated_active_count",
         "last_error_display",
         "failing_instructions_display",
+        "executor_display",
         "created_at",
         "updated_at",
     ]
@@ -252,6 +256,7 @@ class MaintenanceTaskAdmin(TaskAdminBase):
         "saturated_active_count",
         "last_error_display",
         "failing_instructions_display",
+        "executor_display",
         "created_at",
         "updated_at",
     ]
@@ -288,6 +293,16 @@ class MaintenanceTaskAdmin(TaskAdminBase):
     @admin.display(description=_("last error"))
     def last_error_display(self, obj: MaintenanceTask) -> str:
         return format_html("<pre>{}</pre>", obj.last_error) if obj.last_error else "-"
+
+    @admin.display(description=_("executor"))
+    def executor_display(self, obj: MaintenanceTask) -> str:
+        """Where its receivers run, as this process's registry says."""
+        if obj.nid not in registry:
+            return gettext("not registered in this process")
+        chosen = registry.executor_of(obj.nid)
+        if chosen is not None:
+            return repr(chosen)
+        return gettext("%(executor)r (PLANTON_EXECUTOR)") % {"executor": default_executor()}
 
     def _failing_summary(self, obj: MaintenanceTask) -> tuple[int, str]:
         """How many instructions of the task fail, and how many of those are held back, given up."""

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from django_planton import signals
 from django_planton.admin import MaintenanceTaskAdmin
+from django_planton.executors import Inline, Threads
 from django_planton.models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
 
 from ..factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
@@ -346,3 +347,24 @@ def test_the_tasks_changelist_has_no_n_plus_one(admin_client, django_assert_max_
     with django_assert_max_num_queries(12):
         response = admin_client.get(url)
     assert len(response.context["cl"].result_list) == 12
+
+
+def test_the_task_pages_show_each_tasks_executor(admin_client, make_task):
+    make_task("inline_task", executor=Inline())
+    make_task("threaded_task", executor=Threads(max_workers=3))
+    make_task("default_task")
+    for nid in ("inline_task", "threaded_task", "default_task", "gone_task"):
+        MaintenanceTaskFactory(nid=nid)
+
+    content = admin_client.get(reverse(TASKS_URL)).content.decode()
+    assert '<td class="field-executor_display">Inline()</td>' in content
+    assert '<td class="field-executor_display">Threads(max_workers=3)</td>' in content
+    assert (
+        '<td class="field-executor_display">Threads(max_workers=None) (PLANTON_EXECUTOR)</td>'
+        in content
+    )
+    assert '<td class="field-executor_display">not registered in this process</td>' in content
+
+    task = MaintenanceTask.objects.get(nid="threaded_task")
+    page = admin_client.get(reverse("admin:django_planton_maintenancetask_change", args=[task.pk]))
+    assert "Threads(max_workers=3)" in page.content.decode()
