@@ -33,8 +33,14 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_planton",
+    "django_tasks_db",  # Django's tasks framework, stored in the database (db_worker)
     "example_site.accounts",
 ]
+
+# Django's tasks framework (built into Django 6; the django-tasks backport on
+# 5.2): django-planton's DjangoTasks executor enqueues there, and
+# `python manage.py db_worker` runs the receivers.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -21,6 +21,12 @@ transaction that completes the execution), and a ``worked-<job>-<execution>``
 group stays behind, so that a test can count the receivers at work across
 processes and the jobs worked more than once, whatever the clocks say.
 
+``testapp_bridged`` (concurrency 5) claims the groups named ``bridge-...``
+and runs its receivers on Django's tasks framework (``DjangoTasks``): the
+receiver, in the worker process, leaves ``ranby-<pid>-<execution>``, deletes
+the group and completes the execution; for a group whose name holds
+``raise`` it raises instead.
+
 ``testapp_tick`` finds nothing, ever; each attempt leaves a group named
 ``tick-<hostname>-...`` (committed with the cycle), so that a test sees which
 runner made each attempt. Its delay is ``PLANTON_TEST_TICK_DELAY`` seconds
@@ -53,6 +59,8 @@ SLOW_JOB_PREFIX = "slowjob-"
 WORKING_PREFIX = "working-"
 WORKED_PREFIX = "worked-"
 TICK_PREFIX = "tick-"
+BRIDGE_PREFIX = "bridge-"
+RAN_BY_PREFIX = "ranby-"
 SLOW_CONCURRENCY = 3
 
 _pool: ThreadPoolExecutor | None = None
@@ -160,7 +168,37 @@ TICK = Task(
 )
 
 
+def claim_bridge_jobs(context: ScheduleContext) -> list[str]:
+    active = set(context.active_task_instructions)
+    names = Group.objects.filter(name__startswith=BRIDGE_PREFIX).order_by("name")
+    return [name for name in names.values_list("name", flat=True) if name not in active][
+        : context.limit
+    ]
+
+
+def work_in_the_worker(sender: Task, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
+    """A receiver of the bridged task: leaves ``ranby-<pid>-<execution>`` behind, completes."""
+    if "raise" in execution.instruction:
+        raise RuntimeError(f"the receiver of {execution.instruction} raised")
+    with transaction.atomic():
+        Group.objects.create(name=f"{RAN_BY_PREFIX}{os.getpid()}-{execution.pk}")
+        Group.objects.filter(name=execution.instruction).delete()
+        execution.complete()
+
+
+BRIDGED = Task(
+    name="testapp_bridged",
+    schedule=claim_bridge_jobs,
+    concurrency=5,
+    calculate_delay=_delay,
+)
+
+
 def register_tasks() -> None:
+    from django_planton.contrib.tasks import DjangoTasks
+
+    django_planton.register(BRIDGED, executor=DjangoTasks())
+    task_dispatched.connect(work_in_the_worker, sender=BRIDGED, dispatch_uid="testapp-bridged")
     django_planton.register(IDLE)
     django_planton.register(CLAIM_JOBS)
     django_planton.register(SLOW_JOBS)

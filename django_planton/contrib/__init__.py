@@ -1,0 +1,1 @@
+"""Bridges to the worker systems a Django project already runs (optional extras)."""
