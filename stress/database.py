@@ -330,3 +330,35 @@ def listeners(db: Database) -> int:
             ("LISTEN django_planton_ended", "LISTEN django_planton_wake"),
         )
     )
+
+
+# -- the faults ------------------------------------------------------------------------------
+
+
+def running_ids(db: Database) -> list[int]:
+    """Every execution not ended yet."""
+    return [
+        int(pk)
+        for (pk,) in db.rows("SELECT id FROM maintenance_task_execution WHERE ended_at IS NULL")
+    ]
+
+
+def ended_at(db: Database, ids: Sequence[int]) -> list[tuple[int, datetime | None]]:
+    """When each of these executions ended (None: still running), by id."""
+    return [
+        (int(pk), ended)
+        for pk, ended in db.rows(
+            "SELECT id, ended_at FROM maintenance_task_execution WHERE id = ANY(%s) ORDER BY id",
+            (list(ids),),
+        )
+    ]
+
+
+def sleeping(db: Database) -> int:
+    """Statements of blocking_probe's schedule running now (its ``pg_sleep``)."""
+    return int(
+        db.value(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s",
+            ("SELECT pg_sleep(greatest(0, %",),
+        )
+    )

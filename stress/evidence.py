@@ -15,7 +15,17 @@ from typing import TypeVar
 
 from stress import database
 from stress.config import BAD_TASK, IDLE_TASK, SLOW_TASK, WORK
-from stress.results import Evidence, KillResult, OverrideResult, ShutdownResult, SteadyResult
+from stress.results import (
+    Evidence,
+    FaultResult,
+    KillResult,
+    OverrideResult,
+    RepeatedRestartsResult,
+    RestartResult,
+    ShutdownResult,
+    SteadyResult,
+    Window,
+)
 from stress.stage import Stage
 
 R = TypeVar("R")
@@ -35,6 +45,22 @@ def sent_mails() -> Counter[str]:
     for path in (WORK / "mail").glob("*.sent"):
         mails.update(line for line in path.read_text().splitlines() if line)
     return mails
+
+
+def outages(results: Mapping[str, object]) -> tuple[Window, ...]:
+    """When the runners had no database: each restart, the refusing and the silent windows."""
+    windows: list[Window] = []
+    restart = result_of(results, "database_restart", RestartResult)
+    if restart:
+        windows.append((restart.outage.stopping, restart.outage.up))
+    repeated = result_of(results, "repeated_restarts", RepeatedRestartsResult)
+    if repeated:
+        windows += [(outage.stopping, outage.up) for outage in repeated.outages]
+    for name in ("refusing_database", "unanswering_database"):
+        fault = result_of(results, name, FaultResult)
+        if fault:
+            windows.append((fault.began, fault.recovered))
+    return tuple(windows)
 
 
 def gather(stage: Stage, results: Mapping[str, object]) -> Evidence:
@@ -64,6 +90,7 @@ def gather(stage: Stage, results: Mapping[str, object]) -> Evidence:
         cut_short=tuple(database.cut_short(db)),
         began=stage.began,
         ended=ended,
+        outages=outages(results),
         # Last (arguments are evaluated in order): after everything else was read.
         task_row_updates=row_updates_settled(stage),
     )

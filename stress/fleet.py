@@ -85,10 +85,12 @@ class RunnerProcess:
 class Fleet:
     """The four runners of the moment, and every process ever started."""
 
-    database_url: str
+    database_url: str  # where the runners started from now on connect
     say: Callable[[str], None]
     #: The clock-shift library the skewed runners preload (built once per run).
     clock_library: Path | None = None
+    #: More environment for the runners started from now on (``STRESS_LISTEN_URL``).
+    extra_env: dict[str, str] = field(default_factory=dict)
     runners: dict[str, RunnerProcess] = field(default_factory=dict)
     every_process: list[RunnerProcess] = field(default_factory=list)
     generations: Counter[str] = field(default_factory=Counter)
@@ -109,7 +111,7 @@ class Fleet:
         self.generations[name] += 1
         generation = self.generations[name]
         label = f"{name}.g{generation}"
-        env = process_env(self.database_url, label, hang_name=name)
+        env = process_env(self.database_url, label, hang_name=name) | self.extra_env
         if name in CLOCK_SHIFTS:
             env = clockshift.shifted_env(CLOCK_SHIFTS[name], env, library=self.clock_library)
         with (WORK / "logs" / f"{label}.out").open("ab") as out:

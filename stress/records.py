@@ -90,3 +90,29 @@ class CutShort:
     at: datetime
     runner: str  # the process whose receiver it was
     execution: str  # the execution's id
+
+
+@dataclass(frozen=True, slots=True)
+class LogVolume:
+    """What one runner logged during a stretch of ``seconds``: records, and lines by source."""
+
+    runner: str
+    seconds: float
+    records: int  # log records (a traceback's lines belong to one record)
+    by_source: tuple[tuple[str, int], ...]  # lines per ``logger [thread]``, the most first
+
+    @property
+    def lines(self) -> int:
+        return sum(count for _, count in self.by_source)
+
+    def lines_without(self, threads: tuple[str, ...]) -> int:
+        """The lines of every source but those of the ``threads`` named."""
+        return sum(
+            count
+            for name, count in self.by_source
+            if not any(name.endswith(f"[{thread}]") for thread in threads)
+        )
+
+    def rate(self, lines: int) -> float:
+        """``lines`` per second of this stretch."""
+        return lines / self.seconds if self.seconds > 0 else float("inf")

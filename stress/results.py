@@ -19,12 +19,17 @@ from stress.records import (
     EndedExecution,
     Execution,
     Exit,
+    LogVolume,
     Sample,
     Stranded,
 )
 
 #: From this moment on, this concurrency limit is in force.
 LimitChange = tuple[datetime, int]
+#: When the runners lost the database, and when they had it back (database's clock).
+Window = tuple[datetime, datetime]
+#: Per runner label, how many of its log lines said something.
+PerRunner = tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,68 @@ class RestartResult:
 class RepeatedRestartsResult:
     delays: tuple[float, ...]  # per restart, seconds until all four LISTEN (inf: never)
     alive: tuple[int, ...]  # runners alive while down, per restart, then at the end
+    outages: tuple[Outage, ...] = ()
+
+
+@dataclass(frozen=True)
+class BlockedResult:
+    """A schedule blocked in the database for a window, while the others went on."""
+
+    start: datetime  # the window, on the database's clock
+    end: datetime
+    idle_attempts: tuple[datetime, ...]  # idle_probe's attempts within the window
+    blocked_for: float  # seconds a pg_sleep of blocking_probe was seen running
+    slow_warnings: PerRunner  # slow-cycle warnings naming blocking_probe, per runner
+    threshold: float  # the runners' PLANTON_SLOW_CYCLE_WARNING
+    sent: int  # e-mails sent during the window
+
+    @property
+    def window(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+@dataclass(frozen=True)
+class FaultResult:
+    """The database refused connections, or stopped answering, for a window; then came back."""
+
+    mode: str  # the relay's mode during the window: "refuse" or "blackhole"
+    began: datetime
+    recovered: datetime  # the relay forwards again
+    alive_during: int  # runners alive all through the window
+    alive_after: int
+    logs: tuple[LogVolume, ...]  # what each runner logged during the window
+    errors: PerRunner  # ERROR lines logged during the window
+    slow_warnings: PerRunner  # slow-cycle warnings logged during the window
+    running: tuple[int, ...]  # executions running when the window began
+    ended: tuple[tuple[int, datetime | None], ...]  # those, and when they ended
+    first_start: datetime | None  # first send_user_email execution after recovery
+    first_idle: datetime | None  # first idle_probe attempt after recovery
+
+    @property
+    def window(self) -> float:
+        return (self.recovered - self.began).total_seconds()
+
+
+@dataclass(frozen=True)
+class PoolerStretch:
+    """Four runners behind PgBouncer, their listener on the pooler or on a direct alias."""
+
+    listen: str  # "pgbouncer" or "direct"
+    labels: tuple[str, ...]
+    start: datetime
+    end: datetime
+    deaf: PerRunner  # the listener's warning that wake-ups do not reach it, per runner
+    listeners: int  # LISTEN connections PostgreSQL saw at the end of the stretch
+    starts: int  # send_user_email executions started during the stretch
+    most_running: int  # the highest sampled running count during the stretch
+    limit: int
+    exits: tuple[Exit, ...]  # the runners' SIGTERM at the end of the stretch
+
+
+@dataclass(frozen=True)
+class PoolerResult:
+    stretches: tuple[PoolerStretch, ...]
+    pooled_log: str  # the tail of PgBouncer's log, shown when a check fails
 
 
 @dataclass(frozen=True)
@@ -139,6 +206,8 @@ class Evidence:
     cut_short: tuple[CutShort, ...]  # executions terminated while their receiver worked
     began: datetime  # the database's time before the first runner started
     ended: datetime  # the database's time once every runner had stopped
+    #: When the runners had no database: the restarts, the refusing and the silent one.
+    outages: tuple[Window, ...] = ()
 
     @property
     def email(self) -> tuple[Execution, ...]:

@@ -10,7 +10,10 @@ run_planton`` processes with ``stress.settings``, two of them with their wall
 clock ten minutes off (``r3`` ahead, ``r4`` behind; ``scripts/clockshift.py``).
 Then, one after the other: steady work, an operator's pause, an operator's
 concurrency override, a ``kill -9`` of a runner in the middle of its work, a
-PostgreSQL restart and a SIGTERM of every runner during work. Each scenario
+PostgreSQL restart, a schedule that blocks in the database, a database that
+refuses connections and one that stops answering (the runners reach
+PostgreSQL through a relay the run controls), the runners behind PgBouncer,
+and a SIGTERM of every runner during work. Each scenario
 prints PASS or FAIL with its figures; the checks over the whole run (no
 instruction dispatched twice, every account served, concurrency, cadence,
 times on the database's clock) come last, then a summary table. Exits 1 when
@@ -67,6 +70,10 @@ STEPS: tuple[Step[Any], ...] = (
     Step("kill", scenarios.kill, checks.kill),
     Step("database_restart", scenarios.database_restart, checks.database_restart),
     Step("repeated_restarts", scenarios.repeated_restarts, checks.repeated_restarts),
+    Step("blocked_schedule", scenarios.blocked_schedule, checks.blocked_schedule),
+    Step("refusing_database", scenarios.refusing_database, checks.relay_fault),
+    Step("unanswering_database", scenarios.unanswering_database, checks.relay_fault),
+    Step("pooler", scenarios.pooler, checks.pooler),
     Step("sigterm", scenarios.sigterm, checks.sigterm_during_work),
     Step("drain", scenarios.drain, checks.drain),
     Step("final_stop", scenarios.final_stop, checks.sigterm_at_end, revive=False),

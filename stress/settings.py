@@ -4,15 +4,19 @@ The stress run sets, per process: ``DATABASE_URL`` (its own PostgreSQL),
 ``STRESS_DIR`` (logs, sent-mail records, hang flags), ``STRESS_RUNNER`` (this
 process's name, e.g. ``r2.g1``: runner 2, first generation; it is also the
 executions' ``hostname``) and ``STRESS_HANG_NAME`` (``r2``: the hang flag this
-process obeys).
+process obeys). Behind PgBouncer, ``STRESS_LISTEN_URL`` may name a database
+that reaches PostgreSQL directly: it becomes the ``direct`` alias, and the
+runner's listener uses it (``PLANTON_LISTEN_DATABASE``).
 """
 
 import os
 from pathlib import Path
 
 import django
+import environ
 
 from example_site import settings as _base
+from stress.config import SLOW_CYCLE_WARNING
 
 globals().update({name: value for name, value in vars(_base).items() if name.isupper()})
 
@@ -33,6 +37,13 @@ PLANTON_HOSTNAME = STRESS_RUNNER
 PLANTON_KEEP_COMPLETED_EXECUTIONS = None
 # Overdue executions (the kill scenario) are ended within a second of their deadline.
 PLANTON_HOUSEKEEPING_INTERVAL = 1.0
+# The fault scenarios block a schedule and stall the database for a few seconds only.
+PLANTON_SLOW_CYCLE_WARNING = SLOW_CYCLE_WARNING
+
+_listen_url = os.environ.get("STRESS_LISTEN_URL")
+if _listen_url:
+    DATABASES = {**_base.DATABASES, "direct": environ.Env.db_url_config(_listen_url)}
+    PLANTON_LISTEN_DATABASE = "direct"
 
 _log_dir = Path(STRESS_DIR) / "logs"
 _log_dir.mkdir(parents=True, exist_ok=True)

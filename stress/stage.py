@@ -1,8 +1,14 @@
-"""The stage the scenarios play on: PostgreSQL, the connection, the runners, the sampler.
+"""The stage the scenarios play on: PostgreSQL, the relay, the connection, the runners, the sampler.
 
 :func:`staged` sets it all up and, whatever happens, takes it all down again,
 each part on its own so that one failing step does not leave the others
 running. :class:`Stage` also offers the few waits every scenario needs.
+
+The runners reach PostgreSQL through a :class:`~scripts.relay.Relay` of the
+stage, so that a scenario can make the database refuse connections or stop
+answering (``stage.relay.set_mode``) for the runners only; the stress run's
+own connections (:mod:`stress.database`, the sampler, the set-up commands)
+go to PostgreSQL directly and keep measuring meanwhile.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Any, TypeVar
 
 from scripts import clockshift
 from scripts.postgres import PostgresServer
-from stress import database
+from scripts.relay import Relay
+from stress import database, logs
 from stress.config import EMAIL_TASK, PGPORT, PGROOT, WORK, Profile, skewed_runners
 from stress.database import Database
 from stress.fleet import Fleet, manage
@@ -44,7 +51,8 @@ def wait_for(what: str, predicate: Callable[[], T | None], timeout: float) -> T:
 class Stage:
     profile: Profile
     server: PostgresServer
-    url: str
+    url: str  # PostgreSQL itself: the stress run's own connections
+    relay: Relay  # what the runners connect to (fleet.database_url)
     db: Database
     fleet: Fleet
     sampler: Sampler
@@ -79,12 +87,31 @@ class Stage:
             for runner in self.fleet.current()
         }
 
+    def logs_between(
+        self, start: dict[str, int], end: dict[str, int] | None = None
+    ) -> dict[str, str]:
+        """What each current runner logged between two :meth:`log_offsets` (None: until now).
+
+        A runner started in between (not in ``start``) counts from its first line.
+        """
+        return {
+            runner.label: logs.appended(
+                runner.log, start.get(runner.label, 0), (end or {}).get(runner.label)
+            )
+            for runner in self.fleet.current()
+        }
+
     def grep_logs(self, needles: list[str]) -> int:
         """How many of ``needles`` appear in the runners' log files."""
         text = "\n".join(
             path.read_text(errors="replace") for path in sorted((WORK / "logs").glob("*.log"))
         )
         return sum(1 for needle in needles if needle in text)
+
+
+def relayed(url: str, port: int) -> str:
+    """``url`` with its port replaced: the same database, reached through another port."""
+    return url.replace(f":{PGPORT}/", f":{port}/", 1)
 
 
 @contextlib.contextmanager
@@ -109,11 +136,15 @@ def staged(profile: Profile, say: Callable[[str], None]) -> Iterator[Stage]:
         url = server.start()
         say(f"PostgreSQL at {url} (data in {PGROOT})")
         manage(url, "migrate", "--verbosity", "0")
+        relay = Relay(("127.0.0.1", PGPORT)).start()
+        undo.append(("the relay", relay.stop))
+        say(f"Runners connect through a relay on port {relay.port}")
         db = Database(url)
         undo.append(("the connection", db.close))
-        fleet = Fleet(url, say, clock_library=library)
+        fleet = Fleet(relayed(url, relay.port), say, clock_library=library)
         undo.append(("the runners", fleet.stop_everything))
-        stage = Stage(profile, server, url, db, fleet, Sampler(url), say, database.now(db))
+        began = database.now(db)
+        stage = Stage(profile, server, url, relay, db, fleet, Sampler(url), say, began)
         stage.seed(profile.accounts)
         stage.sampler.start()
         undo.append(("the sampler", stage.sampler.stop))

@@ -9,6 +9,7 @@ the runners' clock in :mod:`.clock`). Each returns
 
 from stress.checks.base import Check, Findings, failure
 from stress.checks.clock import cut_short, next_attempts, stored_times
+from stress.checks.faults import blocked_schedule, pooler, relay_fault
 from stress.checks.scenario import (
     database_restart,
     drain,
@@ -40,6 +41,7 @@ __all__ = [
     "accounts",
     "bad_gaps",
     "bad_input",
+    "blocked_schedule",
     "concurrency",
     "cut_short",
     "cycles",
@@ -54,6 +56,8 @@ __all__ = [
     "over_the_run",
     "override",
     "pause",
+    "pooler",
+    "relay_fault",
     "repeated_restarts",
     "running_at_starts",
     "sigterm_at_end",

@@ -110,9 +110,11 @@ def repeated_restarts(stage: Stage) -> RepeatedRestartsResult:
     """More restarts in a row (full form): the runners LISTEN again each time."""
     delays: list[float] = []
     alive: list[int] = []
+    outages: list[Outage] = []
     up = now()
     for _ in range(stage.profile.repeated_restarts):
         outage = restart_database(stage)
+        outages.append(outage)
         up = outage.up
         listening, relisten = wait_listening(stage, up)
         stage.say(f"{listening}/4 runners LISTEN again {relisten:.1f}s after the restart")
@@ -120,4 +122,4 @@ def repeated_restarts(stage: Stage) -> RepeatedRestartsResult:
         alive.append(outage.alive_while_down)
     wait_stranded_end(stage, up)
     alive.append(len(stage.fleet.alive_labels()))
-    return RepeatedRestartsResult(delays=tuple(delays), alive=tuple(alive))
+    return RepeatedRestartsResult(delays=tuple(delays), alive=tuple(alive), outages=tuple(outages))

@@ -94,13 +94,15 @@ def test_the_cycle_returns_once_the_batch_is_handed_over(make_task):
         report = DatabaseCycleRunner(hostname="test-host").run(task)
         assert report.instructions == ("0", "1")
         assert started.wait(5)
-        assert MaintenanceTaskExecution.objects.for_task("handover").running().count() == 2
+        running = MaintenanceTaskExecution.objects.for_task("handover").running()
+        assert running.count() == 2
+        gate.set()
+        # Still connected: the second receiver may not have been sent yet.
+        assert wait_until(lambda: not running.exists(), timeout=10)
     finally:
         gate.set()
+        assert executor.stop(timeout=10)
         signals.task_dispatched.disconnect(receiver, sender=task)
-    running = MaintenanceTaskExecution.objects.for_task("handover").running()
-    assert wait_until(lambda: not running.exists(), timeout=10)
-    assert executor.stop(timeout=10)
 
 
 def test_a_raising_receiver_fails_its_execution_in_a_pool_thread(make_task, make_runner):
