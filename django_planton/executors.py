@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     from .core import Task
     from .models import MaintenanceTaskExecution
 
-__all__ = ["STOPPED_REASON", "Executor", "Inline", "Threads", "default_executor", "executor_for"]
+__all__ = [
+    "STOPPED_REASON",
+    "Executor",
+    "Inline",
+    "Threads",
+    "default_executor",
+    "executor_for",
+    "fail_unsent",
+]
 
 logger = logging.getLogger("django_planton")
 
@@ -263,3 +271,31 @@ def executor_for(task: Task) -> Executor:
 
     chosen = registry.executor_of(task.name)
     return chosen if isinstance(chosen, Executor) else default_executor()
+
+
+def fail_unsent(
+    task: Task, execution: MaintenanceTaskExecution, error: BaseException, *, where: str
+) -> None:
+    """An execution a bridge could not hand over (its queue is down): fail it with the error.
+
+    The rest of the batch still goes; the failure is the retry policy's to
+    hold back. Should the database be down too, the execution ends through
+    its maximum duration.
+    """
+    logger.error(
+        "Task %s: handing execution %s to %s failed: %s",
+        task.name,
+        execution.pk,
+        where,
+        error,
+        extra={"task_name": task.name, "instruction": execution.instruction},
+    )
+    try:
+        execution.fail(error)
+    except DatabaseError as database_error:
+        logger.error(
+            "Task %s: could not fail execution %s: %s; it ends through its maximum duration.",
+            task.name,
+            execution.pk,
+            database_error,
+        )

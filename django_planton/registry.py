@@ -46,6 +46,8 @@ class TaskRegistry:
             existing = self._tasks.get(task.name)
             if existing is not None and existing is not task:
                 raise DuplicateTaskNameError(task.name)
+            if existing is None:
+                self._executors.pop(task.name, None)  # a new registration names its own
             self._tasks[task.name] = task
             if executor is not None:
                 self._executors[task.name] = executor

@@ -64,12 +64,12 @@ def wait_until() -> Callable[..., Any]:
 @pytest.fixture
 def planton_registry() -> Iterator[TaskRegistry]:
     """The global registry, emptied for this test; its own tasks come back afterwards."""
-    saved = registry._tasks
-    registry._tasks = {}
+    saved = registry._tasks, registry._executors
+    registry._tasks, registry._executors = {}, {}
     try:
         yield registry
     finally:
-        registry._tasks = saved
+        registry._tasks, registry._executors = saved
 
 
 @pytest.fixture(autouse=True)

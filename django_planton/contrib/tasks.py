@@ -26,9 +26,10 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError
+from django.db import DEFAULT_DB_ALIAS
 
-from ..executors import Executor
+from ..executors import Executor, fail_unsent
+from .worker import run_in_worker
 
 try:  # Django 6
     from django.tasks import task as django_task  # type: ignore[import-not-found,unused-ignore]
@@ -50,41 +51,7 @@ def run_receivers(execution_id: int, task_name: str, using: str = DEFAULT_DB_ALI
 
     Returns what it did, in words (the task result's return value).
     """
-    from ..models import MaintenanceTaskExecution
-    from ..registry import registry
-    from ..runner.dispatch import run_receivers as send_to_receivers
-
-    execution = (
-        MaintenanceTaskExecution.objects.using(using)
-        .select_related("maintenance_task")
-        .filter(pk=execution_id)
-        .first()
-    )
-    if execution is None:
-        logger.info(
-            "Execution %s of task %s is gone (pruned); nothing to do.", execution_id, task_name
-        )
-        return "gone"
-    if not execution.is_running:
-        why = execution.terminated_reason or "it has ended"
-        logger.info(
-            "Execution %s of task %s is no longer running (%s); its receivers are not run.",
-            execution_id,
-            task_name,
-            why,
-            extra={"task_name": task_name, "instruction": execution.instruction},
-        )
-        return f"not running: {why}"
-    task = registry.get_or_none(task_name)
-    if task is None:
-        error = LookupError(
-            f"Task {task_name!r} is not registered in this worker process: register it in an "
-            "AppConfig.ready() of an installed app, as for run_planton."
-        )
-        execution.fail(error)
-        raise error
-    send_to_receivers(task, execution)
-    return "ran"
+    return run_in_worker(execution_id, task_name, using)
 
 
 class DjangoTasks(Executor):
@@ -112,21 +79,6 @@ class DjangoTasks(Executor):
                 )
                 bound.enqueue(execution.pk, task.name, using)
             except Exception as error:  # a backend that is down or unknown: fail this one, go on
-                logger.error(
-                    "Task %s: enqueueing execution %s on Django's tasks backend %r failed: %s",
-                    task.name,
-                    execution.pk,
-                    self.backend,
-                    error,
-                    extra={"task_name": task.name, "instruction": execution.instruction},
+                fail_unsent(
+                    task, execution, error, where=f"Django's tasks backend {self.backend!r}"
                 )
-                try:
-                    execution.fail(error)
-                except DatabaseError as database_error:
-                    logger.error(
-                        "Task %s: could not fail execution %s: %s; it ends through its "
-                        "maximum duration.",
-                        task.name,
-                        execution.pk,
-                        database_error,
-                    )

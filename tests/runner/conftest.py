@@ -126,6 +126,9 @@ def make_runner() -> Iterator[Callable[..., Runner]]:
     for runner in runners:
         if runner.planton.is_running:
             assert runner.stop(timeout=10), "a runner did not stop within 10 s"
+        else:  # run_once() leaves its executors' threads for the next call
+            for executor in runner.executors():
+                assert executor.stop(timeout=10), "an executor did not stop within 10 s"
 
 
 class SignalLog(Log):

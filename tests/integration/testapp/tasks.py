@@ -27,6 +27,9 @@ receiver, in the worker process, leaves ``ranby-<pid>-<execution>``, deletes
 the group and completes the execution; for a group whose name holds
 ``raise`` it raises instead.
 
+``testapp_celery`` does the same with the groups named ``celery-...``, on
+Celery (queue ``planton_test``, the app of ``tests/integration/celery_app.py``).
+
 ``testapp_tick`` finds nothing, ever; each attempt leaves a group named
 ``tick-<hostname>-...`` (committed with the cycle), so that a test sees which
 runner made each attempt. Its delay is ``PLANTON_TEST_TICK_DELAY`` seconds
@@ -60,6 +63,8 @@ WORKING_PREFIX = "working-"
 WORKED_PREFIX = "worked-"
 TICK_PREFIX = "tick-"
 BRIDGE_PREFIX = "bridge-"
+CELERY_PREFIX = "celery-"
+CELERY_QUEUE = "planton_test"
 RAN_BY_PREFIX = "ranby-"
 SLOW_CONCURRENCY = 3
 
@@ -168,12 +173,16 @@ TICK = Task(
 )
 
 
-def claim_bridge_jobs(context: ScheduleContext) -> list[str]:
+def claim_bridge_jobs(context: ScheduleContext, prefix: str = BRIDGE_PREFIX) -> list[str]:
     active = set(context.active_task_instructions)
-    names = Group.objects.filter(name__startswith=BRIDGE_PREFIX).order_by("name")
+    names = Group.objects.filter(name__startswith=prefix).order_by("name")
     return [name for name in names.values_list("name", flat=True) if name not in active][
         : context.limit
     ]
+
+
+def claim_celery_jobs(context: ScheduleContext) -> list[str]:
+    return claim_bridge_jobs(context, CELERY_PREFIX)
 
 
 def work_in_the_worker(sender: Task, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
@@ -194,11 +203,26 @@ BRIDGED = Task(
 )
 
 
+CELERY_BRIDGED = Task(
+    name="testapp_celery",
+    schedule=claim_celery_jobs,
+    concurrency=5,
+    calculate_delay=_delay,
+)
+
+
 def register_tasks() -> None:
+    from django_planton.contrib.celery import Celery
     from django_planton.contrib.tasks import DjangoTasks
+
+    from ..celery_app import app
 
     django_planton.register(BRIDGED, executor=DjangoTasks())
     task_dispatched.connect(work_in_the_worker, sender=BRIDGED, dispatch_uid="testapp-bridged")
+    django_planton.register(CELERY_BRIDGED, executor=Celery(queue=CELERY_QUEUE, app=app))
+    task_dispatched.connect(
+        work_in_the_worker, sender=CELERY_BRIDGED, dispatch_uid="testapp-celery"
+    )
     django_planton.register(IDLE)
     django_planton.register(CLAIM_JOBS)
     django_planton.register(SLOW_JOBS)
