@@ -20,6 +20,8 @@ from scripts.measure import most_at_once
 
 #: A variant is expected to reach this share of its baseline's instr/s.
 MIN_RATIO_TO_BASELINE = 0.8
+#: The Threads executor against concurrency / receiver latency.
+MIN_RATIO_TO_IDEAL = 0.8
 #: The median slot-refill gap on PostgreSQL should stay under this.
 MAX_REFILL_GAP_MS = 10.0
 #: An idle runner should use less than this share of one core.
@@ -178,6 +180,16 @@ def drain_target(label: str, baseline: str, ratios: tuple[float, float] | None) 
     ok = None if ratios is None else ratios[1] >= MIN_RATIO_TO_BASELINE
     figure = "no result" if ratios is None else f"{ratios[1]:.2f}x"
     return Target(f"drain, {label}: >= {MIN_RATIO_TO_BASELINE}x {baseline} ({figure})", ok)
+
+
+def executor_target(label: str, rate_per_s: float | None, ideal: float) -> Target:
+    """Threads should reach most of the ideal rate, concurrency / receiver latency."""
+    ok = None if rate_per_s is None else rate_per_s >= MIN_RATIO_TO_IDEAL * ideal
+    figure = "no result" if rate_per_s is None else f"{rate_per_s / ideal:.2f}x"
+    return Target(
+        f"executors, {label}: >= {MIN_RATIO_TO_IDEAL}x the ideal {ideal:,.0f} instr/s ({figure})",
+        ok,
+    )
 
 
 def refill_target(label: str, gap_median_ms: float | None) -> Target:

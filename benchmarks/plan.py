@@ -7,6 +7,7 @@ changed in one place; :mod:`benchmarks.sections` runs it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class Plan:
     backoff_seconds: float
     sqlite_backoff: bool
     timeout: float
+    #: Accounts drained by each executor variant (receivers that take WORK_MS each).
+    executor_accounts: int = 2_000
 
 
 #: The figures of the README: about 8-10 minutes on 2 cores.
@@ -41,6 +44,7 @@ FULL = Plan(
     backoff_seconds=5.0,
     sqlite_backoff=True,
     timeout=600.0,
+    executor_accounts=2_000,
 )
 #: For CI (``--quick``): every workload and check, on less data.
 QUICK = Plan(
@@ -56,6 +60,7 @@ QUICK = Plan(
     backoff_seconds=5.0,
     sqlite_backoff=False,
     timeout=120.0,
+    executor_accounts=200,
 )
 
 #: The drain's concurrency: the most instructions of one task running at once.
@@ -72,7 +77,7 @@ class DrainVariant:
     label: str
     #: The child's workload: ``drain`` (django-planton) or ``baseline`` (psycopg loop).
     workload: str
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     #: The key of the baseline that does the same database work; None for a baseline.
     baseline: str | None = None
     #: Extra environment of the child (the settings read it).
@@ -137,3 +142,15 @@ def postgres_variants(*, prepared: bool) -> list[DrainVariant]:
 def sqlite_variants() -> list[DrainVariant]:
     """The django-planton variants only: the baselines are psycopg loops."""
     return [v for v in DRAIN_VARIANTS if not v.is_baseline]
+
+
+#: The executors' drain: every receiver takes WORK_MS (a mail server's answer),
+#: concurrency EXECUTOR_CONCURRENCY; the ideal is concurrency / latency.
+EXECUTOR_CONCURRENCY = 20
+WORK_MS = 20
+IDEAL_RATE = EXECUTOR_CONCURRENCY / (WORK_MS / 1000)
+_SLOW = {"receiver": "sleep", "work_ms": str(WORK_MS), "concurrency": EXECUTOR_CONCURRENCY}
+EXECUTOR_VARIANTS = (
+    DrainVariant("inline", "Inline", "drain", {**_SLOW, "executor": "inline"}),
+    DrainVariant("threads", "Threads", "drain", {**_SLOW, "executor": "threads"}),
+)

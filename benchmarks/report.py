@@ -93,6 +93,27 @@ DRAIN_HEADERS = ["database", "variant", "runs", "instr/s", "range", "baseline", 
 DRAIN_HEADERS += ["queries/instr", "instr/cycle", "CPU s", "CPU us/instr", "peak MiB"]
 
 
+EXECUTOR_HEADERS = ["executor", "runs", "instr/s", "range", "vs ideal", "CPU us/instr", "peak MiB"]
+
+
+def executor_row(
+    label: str, runs: Sequence[Result], rate_median: float | None, ideal: float
+) -> Row:
+    """One executor's drain: its median rate against the ideal."""
+    if not runs or rate_median is None:
+        return [label, 0, None, None, None, None, None]
+    rates = [rate(r) for r in runs]
+    return [
+        label,
+        len(runs),
+        rate_median,
+        f"{min(rates):,.0f}-{max(rates):,.0f}",
+        f"{rate_median / ideal:.2f}x",
+        median([r["cpu"] / r["instructions"] * 1e6 for r in runs]),
+        median([r["peak_rss_mb"] for r in runs]),
+    ]
+
+
 def drain_intro(plan: Plan) -> str:
     """What the drain table measured, with the sizes of this run."""
     return (

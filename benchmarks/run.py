@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             targets += sections.refill_section(session, found, plan)
             targets += sections.backoff_section(session, found, plan)
             targets += sections.idle_section(session, found, plan)
+            targets += sections.executors_section(session, found, plan)
             emit(target_lines(targets))
             emit()
     except DatabaseSetupError as error:

@@ -9,11 +9,31 @@ end. What to run comes from :mod:`benchmarks.plan`, the rules from
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import median
 
 from . import report
-from .checks import Target, drain_target, idle_targets, ratio_to_baseline, refill_target
+from .checks import (
+    Target,
+    drain_target,
+    executor_target,
+    idle_targets,
+    rate,
+    ratio_to_baseline,
+    refill_target,
+)
 from .databases import Database, Databases
-from .plan import CONCURRENCY, HOLD, DrainVariant, Plan, postgres_variants, sqlite_variants
+from .plan import (
+    CONCURRENCY,
+    EXECUTOR_CONCURRENCY,
+    EXECUTOR_VARIANTS,
+    HOLD,
+    IDEAL_RATE,
+    WORK_MS,
+    DrainVariant,
+    Plan,
+    postgres_variants,
+    sqlite_variants,
+)
 from .protocol import Result
 from .report import emit, progress, table
 from .session import Session
@@ -161,3 +181,31 @@ def idle_section(session: Session, databases: Databases, plan: Plan) -> list[Tar
     emit(table(report.IDLE_HEADERS, rows))
     emit()
     return targets
+
+
+def executors_section(session: Session, databases: Databases, plan: Plan) -> list[Target]:
+    """5: receivers that take WORK_MS each, under each executor, against the ideal rate."""
+    progress("5. Executors")
+    results = run_drains(
+        session,
+        databases.postgres,
+        plan,
+        accounts=plan.executor_accounts,
+        runs=plan.drain_runs,
+        variants=EXECUTOR_VARIANTS,
+    )
+    rates: dict[str, float | None] = {}
+    rows: list[report.Row] = []
+    for variant in EXECUTOR_VARIANTS:
+        runs = results[variant.key]
+        rates[variant.key] = median([rate(r) for r in runs]) if runs else None
+        rows.append(report.executor_row(variant.label, runs, rates[variant.key], IDEAL_RATE))
+    emit(
+        f"5. Executors: {plan.executor_accounts:,} accounts on PostgreSQL, concurrency "
+        f"{EXECUTOR_CONCURRENCY}, every receiver waits {WORK_MS} ms before marking its account "
+        f"and completing; the ideal is concurrency / latency = {IDEAL_RATE:,.0f} instr/s. "
+        f"{plan.drain_runs} runs each, alternating; medians."
+    )
+    emit(table(report.EXECUTOR_HEADERS, rows))
+    emit()
+    return [executor_target("Threads", rates["threads"], IDEAL_RATE)]

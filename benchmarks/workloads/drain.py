@@ -11,6 +11,7 @@ completes: like for like with the psycopg baseline).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,9 @@ from django.utils import timezone
 from benchmarks.checks import already_ended_problems, finished_problems
 from benchmarks.protocol import Result
 from django_planton import ScheduleContext, Task
+from django_planton.executors import Executor, Inline, Threads
 from django_planton.models import MaintenanceTaskExecution
+from django_planton.registry import registry
 from django_planton.runner import Runner
 from django_planton.signals import batch_dispatched, task_dispatched
 from example_site.accounts.models import UserAccount
@@ -55,6 +58,17 @@ def complete_only_receiver(progress: Progress) -> Receiver:
     return receiver
 
 
+def sleeping_receiver(progress: Progress, seconds: float) -> Receiver:
+    """The per-instruction receiver, after ``seconds`` of waiting (a mail server's answer)."""
+    work = per_instruction_receiver(progress)
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        time.sleep(seconds)
+        work(sender, **kwargs)
+
+    return receiver
+
+
 def batch_receiver(progress: Progress) -> Receiver:
     """The whole batch at once: one UPDATE of the accounts, one bulk ``complete()``."""
 
@@ -82,10 +96,21 @@ def claim_and_mark(context: ScheduleContext) -> list[str | int]:
     return claimed
 
 
-def drain_task(receiver: str, concurrency: int, progress: Progress) -> Task:
-    """The drained task, with the variant's schedule and its receiver connected."""
+#: The executors a drain may name (``executor`` parameter); none: the default (Threads).
+EXECUTORS: dict[str, Callable[[], Executor]] = {"inline": Inline, "threads": Threads}
+
+
+def drain_task(
+    receiver: str, concurrency: int, progress: Progress, *, executor: str = "", work_ms: int = 0
+) -> Task:
+    """The drained task, with the variant's schedule, executor and receiver connected."""
     task = email_task("bench_drain", concurrency=concurrency, calculate_delay=drain_delay)
-    if receiver == "batch":
+    if executor:
+        registry.register(task, executor=EXECUTORS[executor]())
+    if receiver == "sleep":
+        receiver_function = sleeping_receiver(progress, work_ms / 1000)
+        task_dispatched.connect(receiver_function, sender=task, weak=False)
+    elif receiver == "batch":
         batch_dispatched.connect(batch_receiver(progress), sender=task, weak=False)
     elif receiver == "complete-only":
         task = dataclasses.replace(task, schedule=claim_and_mark)
@@ -102,7 +127,13 @@ def run(params: Params) -> Result:
     profiles = maybe_profile()
     reset_tables(accounts)
     progress = Progress(accounts)
-    task = drain_task(params["receiver"], concurrency, progress)
+    task = drain_task(
+        params["receiver"],
+        concurrency,
+        progress,
+        executor=params.get("executor", ""),
+        work_ms=int(params.get("work_ms", 0)),
+    )
     runner = Runner([task], around_attempt=profiles.around_attempt if profiles else None)
     meter = Meter(counter)
     meter.start()

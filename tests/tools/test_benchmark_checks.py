@@ -206,3 +206,12 @@ def test_an_idle_runner_that_costs_too_much_misses_them() -> None:
 
 def test_unknown_connections_are_no_verdict() -> None:
     assert idle_targets(idle_result(connections_max=None))[1].ok is None
+
+
+def test_the_executor_target_is_met_at_four_fifths_of_the_ideal() -> None:
+    from benchmarks.checks import executor_target
+
+    assert executor_target("Threads", 800.0, 1000.0).ok is True
+    assert executor_target("Threads", 799.0, 1000.0).ok is False
+    assert executor_target("Threads", None, 1000.0).ok is None
+    assert "(0.33x)" in executor_target("Threads", 333.0, 1000.0).name
