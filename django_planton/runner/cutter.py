@@ -34,6 +34,11 @@ __all__ = ["Cut", "ScheduleCutter"]
 
 logger = logging.getLogger("django_planton")
 
+# Seconds the thread waits for the next guard before it ends (the next starts
+# another): long enough to serve a batch's schedules, short enough to leave
+# no thread behind an idle runner for long.
+_IDLE_LINGER = 1.0
+
 
 @dataclass(slots=True)
 class Cut:
@@ -54,6 +59,7 @@ class ScheduleCutter:
         self._condition = threading.Condition()
         self._cuts: list[Cut] = []
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     @contextlib.contextmanager
     def guard(
@@ -75,8 +81,20 @@ class ScheduleCutter:
             with self._condition:
                 self._cuts.remove(cut)
                 cancelling = cut.done
+                self._condition.notify_all()  # no longer wait for its deadline
             if cancelling:
                 cut.finished.wait(5.0)  # never let a late cancel reach the next statement
+
+    def stop(self) -> None:
+        """End the thread (a later guard starts it again)."""
+        with self._condition:
+            self._stopping = True
+            thread = self._thread
+            self._condition.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        with self._condition:
+            self._stopping = False
 
     def _canceller(self, connection: BaseDatabaseWrapper) -> Callable[[], None] | None:
         raw = connection.connection
@@ -105,9 +123,12 @@ class ScheduleCutter:
     def _run(self) -> None:
         while True:
             with self._condition:
+                if self._stopping:
+                    self._thread = None
+                    return
                 waiting = [cut for cut in self._cuts if not cut.done]
                 if not waiting:
-                    if not self._condition.wait(timeout=30.0) and not self._cuts:
+                    if not self._condition.wait(timeout=_IDLE_LINGER) and not self._cuts:
                         self._thread = None
                         return  # idle for a while: the next guard starts another
                     continue

@@ -134,6 +134,10 @@ class DatabaseCycleRunner:
         """Close the connections the worker threads opened; call once the loop stopped."""
         self.connections.close_all()
 
+    def stop_threads(self) -> None:
+        """End the thread that cuts slow schedules; call once the loop stopped."""
+        self._cutter.stop()
+
     # -- internals -----------------------------------------------------------
 
     def _aware_now(self) -> datetime:

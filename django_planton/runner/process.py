@@ -143,6 +143,7 @@ class Runner:
                 thread.join(timeout=timeout)
         if finished:
             self.cycle_runner.close_connections()
+        self.cycle_runner.stop_threads()
         self.connection_limits.uninstall()
         return finished
 
