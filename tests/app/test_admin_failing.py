@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import formats, timezone
 
-from django_planton.admin import INLINE_FAILING_LIMIT, MaintenanceTaskAdmin
+from django_planton.admin import MaintenanceTaskAdmin
+from django_planton.admin.common import INLINE_FAILING_LIMIT
 from django_planton.models import FailingInstruction, MaintenanceTask
 
 from ..factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
