@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.contrib.sessions.models import Session
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
@@ -20,7 +21,13 @@ from django_planton.models import MaintenanceTaskExecution
 from django_planton.signals import execution_terminated, task_dispatched
 
 from .models import PURGE_AFTER, UserAccount
-from .tasks import parse_id_range, purge_deleted_accounts, send_user_email
+from .tasks import (
+    clear_expired_sessions,
+    parse_id_range,
+    parse_key_range,
+    purge_deleted_accounts,
+    send_user_email,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +42,11 @@ def connect() -> None:
     )
     task_dispatched.connect(
         purge_accounts, sender=purge_deleted_accounts, dispatch_uid="accounts.purge_accounts"
+    )
+    task_dispatched.connect(
+        delete_expired_sessions,
+        sender=clear_expired_sessions,
+        dispatch_uid="accounts.delete_expired_sessions",
     )
     execution_terminated.connect(
         give_back_terminated_email,
@@ -104,6 +116,18 @@ def purge_accounts(
         logger.info(
             "Purged %d account(s) deleted more than %d days ago.", deleted, PURGE_AFTER.days
         )
+
+
+def delete_expired_sessions(
+    sender: Any, *, instruction: str, execution: MaintenanceTaskExecution, **kwargs: Any
+) -> None:
+    """Delete the sessions of one batch that are still expired (in ``db_worker``'s process)."""
+    with execution.tracking():
+        first, last = parse_key_range(instruction)
+        deleted, _ = Session.objects.filter(
+            session_key__range=(first, last), expire_date__lt=timezone.now()
+        ).delete()
+        logger.info("Deleted %d expired session(s).", deleted)
 
 
 def give_back_terminated_email(

@@ -2,7 +2,10 @@
 
 Two registration styles on purpose: ``send_user_email`` uses the decorator,
 ``purge_deleted_accounts`` builds a :class:`~django_planton.Task` and passes it
-to :func:`django_planton.register`. Either way the module-level name is the
+to :func:`django_planton.register`. Three executors too: the e-mails run in
+``run_planton``'s threads (the default, ``Threads``), the purge as well, and
+``clear_expired_sessions`` runs its receiver on Django's tasks framework
+(``DjangoTasks``), in ``python manage.py db_worker``. Either way the module-level name is the
 registered ``Task``, which the receivers use as their signal ``sender``.
 
 A schedule only *claims* work: it runs inside the cycle's transaction, picks
@@ -13,9 +16,12 @@ rows nobody works on yet and returns their ids. The work itself happens in the
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.utils import timezone
 
 import django_planton
 from django_planton import ScheduleContext, Task, backoff
+from django_planton.contrib.tasks import DjangoTasks
 
 from .models import UserAccount
 
@@ -89,3 +95,40 @@ purge_deleted_accounts = django_planton.register(
         calculate_delay=backoff.linear(step=60, maximum=3600),
     )
 )
+
+
+#: Expired sessions deleted by one execution: a receiver deletes one batch.
+SESSION_BATCH_SIZE = 200
+
+
+@django_planton.task(
+    name="clear_expired_sessions",
+    concurrency=2,
+    # Expired sessions pile up slowly: once none are left, look again a
+    # minute later, then one more minute each time, up to once an hour.
+    calculate_delay=backoff.linear(step=60, maximum=3600, after_work=0),
+    # The receiver runs in `python manage.py db_worker`, not in run_planton.
+    executor=DjangoTasks(),
+)
+def clear_expired_sessions(context: ScheduleContext) -> list[str]:
+    """Claim batches of expired sessions, one instruction per batch: ``"<first key>..<last key>"``.
+
+    Sessions are keyed by strings; the receiver deletes the expired sessions
+    between the two keys, so a session refreshed in between survives.
+    """
+    keys = list(
+        Session.objects.filter(expire_date__lt=timezone.now())
+        .select_for_update(skip_locked=True)
+        .order_by("session_key")
+        .values_list("session_key", flat=True)[: SESSION_BATCH_SIZE * context.limit]
+    )
+    batches = [keys[i : i + SESSION_BATCH_SIZE] for i in range(0, len(keys), SESSION_BATCH_SIZE)]
+    active = set(context.active_task_instructions)
+    claimed = [f"{batch[0]}..{batch[-1]}" for batch in batches]
+    return [instruction for instruction in claimed if instruction not in active][: context.limit]
+
+
+def parse_key_range(instruction: str) -> tuple[str, str]:
+    """The first and last session keys of an instruction of :func:`clear_expired_sessions`."""
+    first, _, last = instruction.partition("..")
+    return first, last

@@ -320,6 +320,8 @@ def test_planton_demo_runs_until_all_work_is_done(mailoutbox: list[mail.EmailMes
     assert "purge_deleted_accounts: 1 instruction(s) dispatched, 1 completed" in output
     assert "3 deleted account(s) purged" in output
     assert "In-memory outbox: 30 message(s) to 30 different address(es)" in output
+    assert "The e-mails' receivers ran in " in output
+    assert "(Threads(max_workers=None)): up to 10 at once" in output
     assert len(mailoutbox) == 30
     assert not UserAccount.objects.awaiting_email().exists()
 

@@ -10,6 +10,7 @@ and no execution runs any more.
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -18,8 +19,10 @@ from django.core import mail
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from django_planton.executors import executor_for
 from django_planton.models import MaintenanceTask
 from django_planton.runner import Runner
+from django_planton.signals import task_dispatched
 
 from ...progress import Snapshot, progress_line, take_snapshot
 from ...tasks import purge_deleted_accounts, send_user_email
@@ -67,11 +70,20 @@ class Command(BaseCommand):
         outbox_before = len(getattr(mail, "outbox", []))
         runner = Runner(tasks)
         started = time.monotonic()
+        # Which threads the e-mails' receivers ran in: the executor's effect.
+        threads: set[str] = set()
+
+        def note_thread(sender: Any, **kwargs: Any) -> None:
+            threads.add(threading.current_thread().name)
+
+        task_dispatched.connect(note_thread, sender=send_user_email, weak=False)
         runner.start()
         try:
             after = self._watch(tasks, before, since, started, timeout)
         finally:
             runner.stop(timeout=30)
+            task_dispatched.disconnect(note_thread, sender=send_user_email)
+        self.receiver_threads = len(threads)
         elapsed = time.monotonic() - started
         self._summarise(before, after, elapsed, outbox_before)
         if not after.finished:
@@ -111,6 +123,11 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  {sent} welcome e-mail(s) sent, {sent / elapsed:.1f} per second; "
             f"{purged} deleted account(s) purged."
+        )
+        self.stdout.write(
+            f"  The e-mails' receivers ran in {self.receiver_threads} thread(s) of this "
+            f"process ({executor_for(send_user_email)!r}): up to {send_user_email.concurrency} "
+            "at once, send_user_email's concurrency."
         )
         if hasattr(mail, "outbox"):
             messages = mail.outbox[outbox:]
