@@ -27,7 +27,7 @@ class Plan:
     sqlite_backoff: bool
     timeout: float
     #: Accounts drained by each executor variant (receivers that take WORK_MS each).
-    executor_accounts: int = 2_000
+    executor_accounts: int = 1_000
 
 
 #: The figures of the README: about 8-10 minutes on 2 cores.
@@ -44,7 +44,7 @@ FULL = Plan(
     backoff_seconds=5.0,
     sqlite_backoff=True,
     timeout=600.0,
-    executor_accounts=2_000,
+    executor_accounts=1_000,
 )
 #: For CI (``--quick``): every workload and check, on less data.
 QUICK = Plan(
@@ -153,4 +153,7 @@ _SLOW = {"receiver": "sleep", "work_ms": str(WORK_MS), "concurrency": EXECUTOR_C
 EXECUTOR_VARIANTS = (
     DrainVariant("inline", "Inline", "drain", {**_SLOW, "executor": "inline"}),
     DrainVariant("threads", "Threads", "drain", {**_SLOW, "executor": "threads"}),
+    DrainVariant(
+        "django-tasks", "DjangoTasks, 2 db_workers", "drain", {**_SLOW, "executor": "django-tasks"}
+    ),
 )

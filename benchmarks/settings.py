@@ -25,6 +25,9 @@ env = environ.Env()
 
 DEBUG = False
 
+# Registers the drained task in db_worker processes (the DjangoTasks drain).
+INSTALLED_APPS = [*INSTALLED_APPS, "benchmarks.benchapp"]  # noqa: F405
+
 DATABASES = {"default": env.db("DATABASE_URL")}
 _default = DATABASES["default"]
 if _default["ENGINE"] == "django.db.backends.sqlite3":

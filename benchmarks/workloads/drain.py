@@ -11,6 +11,10 @@ completes: like for like with the psycopg baseline).
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +25,7 @@ from django.utils import timezone
 from benchmarks.checks import already_ended_problems, finished_problems
 from benchmarks.protocol import Result
 from django_planton import ScheduleContext, Task
+from django_planton.contrib.tasks import DjangoTasks
 from django_planton.executors import Executor, Inline, Threads
 from django_planton.models import MaintenanceTaskExecution
 from django_planton.registry import registry
@@ -97,7 +102,54 @@ def claim_and_mark(context: ScheduleContext) -> list[str | int]:
 
 
 #: The executors a drain may name (``executor`` parameter); none: the default (Threads).
-EXECUTORS: dict[str, Callable[[], Executor]] = {"inline": Inline, "threads": Threads}
+EXECUTORS: dict[str, Callable[[], Executor]] = {
+    "inline": Inline,
+    "threads": Threads,
+    "django-tasks": DjangoTasks,
+}
+#: db_worker processes of the DjangoTasks drain.
+WORKERS = 2
+
+
+def register_worker_task(concurrency: int, work_ms: int) -> Task:
+    """In a db_worker: the drained task and its receiver, as the drain registered them."""
+    task = email_task("bench_drain", concurrency=concurrency, calculate_delay=drain_delay)
+    registry.register(task)
+    receiver = sleeping_receiver(Progress(0), work_ms / 1000)
+    task_dispatched.connect(receiver, sender=task, weak=False)
+    return task
+
+
+def start_workers(concurrency: int, work_ms: int) -> list[subprocess.Popen[bytes]]:
+    """The db_worker processes that run the receivers of the DjangoTasks drain."""
+    env = {**os.environ, "PLANTON_BENCH_WORKER": f"{concurrency}:{work_ms}"}
+    command = [sys.executable, "-m", "django", "db_worker", "--interval", "0.01"]
+    command += ["--no-startup-delay"]
+    return [
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
+        for _ in range(WORKERS)
+    ]
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def wait_ended(task_name: str, accounts: int, timeout: float) -> bool:
+    """Until ``accounts`` executions of the task have ended (their receivers ran elsewhere)."""
+    ended = MaintenanceTaskExecution.objects.for_task(task_name).finished()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ended.count() >= accounts:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def drain_task(
@@ -135,11 +187,17 @@ def run(params: Params) -> Result:
         work_ms=int(params.get("work_ms", 0)),
     )
     runner = Runner([task], around_attempt=profiles.around_attempt if profiles else None)
+    elsewhere = params.get("executor") == "django-tasks"  # the receivers run in db_workers
+    workers = start_workers(concurrency, int(params.get("work_ms", 0))) if elsewhere else []
     meter = Meter(counter)
     meter.start()
     runner.start()
-    finished = progress.done.wait(timeout)
+    if elsewhere:
+        finished = wait_ended(task.name, accounts, timeout)
+    else:
+        finished = progress.done.wait(timeout)
     meter.stop()
+    stop_workers(workers)
     peak = peak_rss_mb()
     runner.stop(timeout=30)
     if profiles:
