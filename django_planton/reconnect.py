@@ -30,7 +30,7 @@ from typing import TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
-from .conf import planton_settings
+from .conf import raw_setting
 
 __all__ = ["retrying_lost_connections"]
 
@@ -48,7 +48,7 @@ def retrying_lost_connections(using: str, operation: Callable[[], T], *, what: s
     ``what`` names the operation in the log: one warning when the first try
     fails, one line when a retry succeeds.
     """
-    deadline = time.monotonic() + planton_settings().ending_retry_seconds
+    deadline: float | None = None  # read on the first failure: the hot path reads nothing
     pause = _FIRST_PAUSE
     tries = 0
     while True:
@@ -56,6 +56,9 @@ def retrying_lost_connections(using: str, operation: Callable[[], T], *, what: s
         try:
             result = operation()
         except (OperationalError, InterfaceError) as error:
+            if deadline is None:
+                seconds = float(raw_setting("PLANTON_ENDING_RETRY_SECONDS"))  # type: ignore[arg-type]
+                deadline = time.monotonic() + seconds
             if not _connection_lost(using) or time.monotonic() + pause > deadline:
                 raise
             if tries == 1:
@@ -63,7 +66,7 @@ def retrying_lost_connections(using: str, operation: Callable[[], T], *, what: s
                     "%s: the database connection was lost (%s); retrying for up to %gs.",
                     what,
                     str(error).strip() or type(error).__name__,
-                    planton_settings().ending_retry_seconds,
+                    seconds,
                 )
             time.sleep(pause)
             pause = min(pause * 2, _LONGEST_PAUSE)

@@ -43,16 +43,23 @@ RECOVERY_WITHIN = 60.0  # seconds after a restart by which new work must start
 #: The runners' PLANTON_SLOW_CYCLE_WARNING (stress/settings.py reads it from here): shorter
 #: than the faults' windows, so that a blocked cycle is named during the window.
 SLOW_CYCLE_WARNING = 3.0
+#: The library's PLANTON_MAX_WAIT (its default): the longest back-off from a lost database.
+MAX_WAIT = 30.0
 #: Where blocking_probe's schedule reads the end of its window (a time of the database).
 BLOCK_FLAG = WORK / "block-schedule"
 #: Longest gap allowed between two idle_probe attempts while another schedule blocks.
 STARVED_GAP = 3.0
-#: Log lines per second a runner may write while the database refuses connections.
+#: The library's log lines per second a runner may write once an outage has lasted a while
+#: (each distinct error has had its traceback): its loggers, and Django's signal dispatcher,
+#: which logs what the library's receivers raise.
 LOG_RATE_LIMIT = 10.0
+LIBRARY_LOGGERS = ("django_planton", "django.dispatch")
 #: Seconds after recovery by which every execution running at a fault's start must have ended.
 ENDED_WITHIN = 10.0
-#: Seconds after recovery by which a new send_user_email execution must have started.
-RESUMED_WITHIN = 15.0
+#: Seconds after recovery by which work must resume, beyond the runners' back-off from a lost
+#: database (the poll interval doubled per failed attempt, at most MAX_WAIT: after a window
+#: of W seconds, the next attempt may come up to about W seconds later).
+RESUME_SLACK = 5.0
 #: The watchdog's warning about a cycle in flight past PLANTON_SLOW_CYCLE_WARNING.
 SLOW_CYCLE_TEXT = "has run for"
 #: The listener's warning when its probe NOTIFY never arrives (behind PgBouncer).
@@ -63,9 +70,46 @@ PROBE_WAIT = 5.0
 DIRECT_WATCH = 8.0
 #: Seconds after an outage's end an execution may have started and still count as caught by it.
 OUTAGE_MARGIN = 1.0
-#: Log threads whose lines the log-rate check reports apart instead of bounding: a known
-#: library issue, see stress/README.md ("Known issues"). Empty it once that is fixed.
-KNOWN_NOISY_THREADS: tuple[str, ...] = ()
+
+#: Library issues this stress run found (stress/README.md, "Known issues"), tolerated for
+#: now so that the run still gates everything else. A check that tolerates one says so in
+#: its line; take a name out to make its check strict again once the issue is fixed.
+#: ``STRESS_KNOWN_ISSUES`` (names, comma-separated; empty for none) replaces the list.
+DEFAULT_KNOWN_ISSUES: frozenset[str] = frozenset(
+    {
+        # Housekeeping logs a full traceback every round while the database is gone.
+        "housekeeping-tracebacks",
+        # A cycle's clock counts from when its lock statement was sent: a statement held
+        # up on its way by a database that does not answer stores next attempts late.
+        "clock-ahead-after-stall",
+        # task_dispatched goes out for executions already terminated (their receivers
+        # queued behind one that waited out an outage): the work runs after all.
+        "receivers-after-termination",
+        # A receiver that raises is logged with its traceback every time, and twice (the
+        # library's line and Django's send_robust()), not once per distinct error.
+        "receiver-failure-tracebacks",
+        # A batch with a single task due runs its schedule unguarded by the batch's time
+        # budget while it holds the other rows of the batch locked.
+        "lone-schedule-holds-batch",
+    }
+)
+KNOWN_ISSUES: frozenset[str] = (
+    frozenset(name.strip() for name in os.environ["STRESS_KNOWN_ISSUES"].split(",") if name.strip())
+    if "STRESS_KNOWN_ISSUES" in os.environ
+    else DEFAULT_KNOWN_ISSUES
+)
+#: The log records of the known issues about logging, as (logger, thread, start of the
+#: message; "" for any): the log-rate check shows their lines apart instead of bounding them.
+NOISY_RECORDS: Mapping[str, tuple[tuple[str, str, str], ...]] = {
+    "housekeeping-tracebacks": (("django_planton", "planton-housekeeping", "Housekeeping failed"),),
+    "receiver-failure-tracebacks": (
+        ("django_planton", "", "A receiver of "),
+        ("django.dispatch", "", "Error calling "),
+    ),
+}
+KNOWN_NOISY_RECORDS = {
+    issue: patterns for issue, patterns in NOISY_RECORDS.items() if issue in KNOWN_ISSUES
+}
 
 #: Runners whose wall clock is off by these seconds (scripts/clockshift.py): a
 #: host whose clock runs ahead, one whose clock runs behind. Every time the

@@ -362,3 +362,26 @@ def sleeping(db: Database) -> int:
             ("SELECT pg_sleep(greatest(0, %",),
         )
     )
+
+
+def enable_row_locks(db: Database) -> bool:
+    """Install ``pgrowlocks`` (PostgreSQL's contrib: which rows are locked); False if absent."""
+    try:
+        db.rows("CREATE EXTENSION IF NOT EXISTS pgrowlocks", retry_for=0)
+    except psycopg.Error:
+        return False
+    return True
+
+
+def held_while_sleeping(db: Database) -> list[str]:
+    """The task rows locked by the transaction of blocking_probe's sleeping statement."""
+    return [
+        str(nid)
+        for (nid,) in db.rows(
+            "SELECT t.nid FROM pgrowlocks('maintenance_task') l "
+            "JOIN maintenance_task t ON t.ctid = l.locked_row "
+            "WHERE l.pids && ARRAY(SELECT pid FROM pg_stat_activity WHERE state = 'active' "
+            "AND query LIKE %s) ORDER BY t.nid",
+            ("SELECT pg_sleep(greatest(0, %",),
+        )
+    ]

@@ -63,6 +63,12 @@ def outages(results: Mapping[str, object]) -> tuple[Window, ...]:
     return tuple(windows)
 
 
+def stalls(results: Mapping[str, object]) -> tuple[Window, ...]:
+    """When the database held the runners' statements without answering."""
+    fault = result_of(results, "unanswering_database", FaultResult)
+    return ((fault.began, fault.recovered),) if fault else ()
+
+
 def gather(stage: Stage, results: Mapping[str, object]) -> Evidence:
     db = stage.db
     steady = result_of(results, "steady", SteadyResult)
@@ -91,6 +97,7 @@ def gather(stage: Stage, results: Mapping[str, object]) -> Evidence:
         began=stage.began,
         ended=ended,
         outages=outages(results),
+        stalls=stalls(results),
         # Last (arguments are evaluated in order): after everything else was read.
         task_row_updates=row_updates_settled(stage),
     )

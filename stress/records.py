@@ -92,25 +92,47 @@ class CutShort:
     execution: str  # the execution's id
 
 
+#: How :class:`LogVolume` names the source of a known issue's records.
+KNOWN_SOURCE = "known issue "
+
+
 @dataclass(frozen=True, slots=True)
 class LogVolume:
-    """What one runner logged during a stretch of ``seconds``: records, and lines by source."""
+    """What one runner logged during a stretch of ``seconds``: records, and lines by source.
+
+    A source is ``logger [thread]``, or ``known issue <name>`` for the records of a known
+    library issue (:data:`~stress.config.KNOWN_NOISY_RECORDS`).
+    """
 
     runner: str
     seconds: float
     records: int  # log records (a traceback's lines belong to one record)
-    by_source: tuple[tuple[str, int], ...]  # lines per ``logger [thread]``, the most first
+    #: Lines per ``logger [thread]``, the most first; not those of ``first_tracebacks``.
+    by_source: tuple[tuple[str, int], ...]
+    #: The lines of each distinct error's first traceback (the library logs it once).
+    first_tracebacks: int = 0
 
     @property
     def lines(self) -> int:
-        return sum(count for _, count in self.by_source)
+        """Every line, first tracebacks included."""
+        return sum(count for _, count in self.by_source) + self.first_tracebacks
 
-    def lines_without(self, threads: tuple[str, ...]) -> int:
-        """The lines of every source but those of the ``threads`` named."""
+    def lines_of(self, loggers: tuple[str, ...]) -> int:
+        """The lines of the ``loggers`` named (their children too), but first tracebacks and
+        those of a known issue."""
+        children = tuple(f"{logger}." for logger in loggers)
         return sum(
             count
             for name, count in self.by_source
-            if not any(name.endswith(f"[{thread}]") for thread in threads)
+            if (logger := name.split(" ", 1)[0]) in loggers or logger.startswith(children)
+        )
+
+    def known(self) -> tuple[tuple[str, int], ...]:
+        """The lines of each known issue (their source is ``known issue <name>``)."""
+        return tuple(
+            (name.removeprefix(KNOWN_SOURCE), count)
+            for name, count in self.by_source
+            if name.startswith(KNOWN_SOURCE)
         )
 
     def rate(self, lines: int) -> float:

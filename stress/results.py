@@ -30,6 +30,8 @@ LimitChange = tuple[datetime, int]
 Window = tuple[datetime, datetime]
 #: Per runner label, how many of its log lines said something.
 PerRunner = tuple[tuple[str, int], ...]
+#: Per task, the seconds its row was seen locked by a transaction, sorted by task.
+Held = tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,9 @@ class BlockedResult:
     end: datetime
     idle_attempts: tuple[datetime, ...]  # idle_probe's attempts within the window
     blocked_for: float  # seconds a pg_sleep of blocking_probe was seen running
+    #: How long the sleeping statement's transaction was seen holding each task's row (None:
+    #: unknown, no pgrowlocks). Alone, only blocking_probe's; in a batch, the batch's rows.
+    held: Held | None
     slow_warnings: PerRunner  # slow-cycle warnings naming blocking_probe, per runner
     threshold: float  # the runners' PLANTON_SLOW_CYCLE_WARNING
     sent: int  # e-mails sent during the window
@@ -208,6 +213,8 @@ class Evidence:
     ended: datetime  # the database's time once every runner had stopped
     #: When the runners had no database: the restarts, the refusing and the silent one.
     outages: tuple[Window, ...] = ()
+    #: When the database held the runners' statements without answering (the silent one).
+    stalls: tuple[Window, ...] = ()
 
     @property
     def email(self) -> tuple[Execution, ...]:

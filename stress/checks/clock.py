@@ -9,19 +9,37 @@ their receivers are still at work. Pure functions, like the other checks.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from stress.checks.base import EXAMPLES, Check, Findings, caught_by_outage
-from stress.config import AHEAD_SLACK, LONGEST_DELAY, STORED_MARGIN, clock_note, skewed_runners
+from stress.config import (
+    AHEAD_SLACK,
+    KNOWN_ISSUES,
+    LONGEST_DELAY,
+    STORED_MARGIN,
+    clock_note,
+    skewed_runners,
+)
 from stress.records import Ahead, CutShort, Execution, seconds
 from stress.results import Window
 
 
-def next_attempts(ahead: Sequence[Ahead]) -> Findings:
-    """No task's next_attempt_at further ahead of the database's now than its longest delay."""
+def next_attempts(
+    ahead: Sequence[Ahead], stalls: Sequence[Window] = (), known: Collection[str] = KNOWN_ISSUES
+) -> Findings:
+    """No task's next_attempt_at further ahead of the database's now than its longest delay.
+
+    Right after a database that held the runners' statements without
+    answering, a sample ahead by up to the stall's length more is the known
+    issue ``clock-ahead-after-stall``: counted apart.
+    """
     furthest: dict[str, Ahead] = {}
+    after_stall: list[Ahead] = []
     for sample in ahead:
+        if "clock-ahead-after-stall" in known and _stall_explains(sample, stalls):
+            after_stall.append(sample)
+            continue
         if sample.task not in furthest or sample.seconds > furthest[sample.task].seconds:
             furthest[sample.task] = sample
     too_far = [
@@ -37,13 +55,21 @@ def next_attempts(ahead: Sequence[Ahead]) -> Findings:
         for sample in too_far
     )
     figures = ", ".join(f"{task} {sample.seconds:+.1f}s" for task, sample in furthest.items())
+    stalled = ""
+    if after_stall:
+        worst = max(after_stall, key=lambda sample: sample.seconds)
+        stalled = (
+            f"; KNOWN ISSUE clock-ahead-after-stall: {len(after_stall)} samples right after the "
+            f"database stopped answering were further ahead (the most: {worst.task} "
+            f"{worst.seconds:+.1f}s)"
+        )
     check = Check(
         "next attempts on the database's clock",
         bool(ahead) and not too_far and not unbounded,
         f"{len(ahead)} samples; furthest ahead of the database's now: {figures or 'none'} "
         f"(allowed: each task's longest delay plus {AHEAD_SLACK:g}s); "
         f"{len(too_far)} task(s) further; tasks without a known longest delay: "
-        f"{', '.join(unbounded) or 'none'}",
+        f"{', '.join(unbounded) or 'none'}{stalled}",
         examples,
     )
     return Findings(
@@ -53,6 +79,22 @@ def next_attempts(ahead: Sequence[Ahead]) -> Findings:
             ("next_attempt_at ahead of now (max)", figures or "none"),
         ),
     )
+
+
+def _stall_explains(sample: Ahead, stalls: Sequence[Window]) -> bool:
+    """Whether ``sample`` is too far ahead, but by at most the length S of a stall that ended
+    at most S (plus the task's longest delay) before it."""
+    if sample.task not in LONGEST_DELAY:
+        return False
+    allowed = LONGEST_DELAY[sample.task] + AHEAD_SLACK
+    if sample.seconds <= allowed:
+        return False
+    for start, end in stalls:
+        length = seconds(end - start)
+        reach = end + timedelta(seconds=length + allowed)
+        if start <= sample.at <= reach and sample.seconds <= allowed + length:
+            return True
+    return False
 
 
 def stored_times(executions: Sequence[Execution], began: datetime, ended: datetime) -> Findings:

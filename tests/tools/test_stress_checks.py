@@ -9,14 +9,28 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stress import checks
-from stress.records import Ahead, CutShort, EndedExecution, Execution, Sample, Stranded
+from stress import checks, logs
+from stress.checks.base import caught_by_outage
+from stress.checks.faults import log_rate
+from stress.records import (
+    Ahead,
+    CutShort,
+    EndedExecution,
+    Execution,
+    LogVolume,
+    Sample,
+    Stranded,
+)
 from stress.results import (
+    BlockedResult,
     DrainResult,
+    FaultResult,
     KillResult,
     Outage,
     OverrideResult,
     PauseResult,
+    PoolerResult,
+    PoolerStretch,
     RepeatedRestartsResult,
     RestartResult,
     ShutdownResult,
@@ -188,6 +202,221 @@ def test_sigterm_too_slow_killed_or_leaving_work_fails() -> None:
 
 def test_drain_reports_what_was_served() -> None:
     assert "all 10 accounts served" in checks.drain(DrainResult(10, 3.0)).checks[0].detail
+
+
+# -- the faults' checks -----------------------------------------------------------------------
+
+EVERY_SECOND = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+LONE_BATCH = {"lone-schedule-holds-batch"}
+
+
+def blocked(
+    idle: tuple[float, ...] = EVERY_SECOND,
+    held: tuple[tuple[str, float], ...] | None = (("blocking_probe", 6.5),),
+    warned: int = 1,
+    blocked_for: float = 6.5,
+) -> BlockedResult:
+    return BlockedResult(
+        start=at(0),
+        end=at(7),
+        idle_attempts=tuple(at(t) for t in idle),
+        blocked_for=blocked_for,
+        held=held,
+        slow_warnings=(("r1.g2", warned), ("r2.g1", 0)),
+        threshold=3.0,
+        sent=500,
+    )
+
+
+def test_blocked_schedule_with_idle_probe_going_on_passes() -> None:
+    findings = checks.blocked_schedule(blocked(), known=())
+    assert findings.ok
+    assert dict(findings.summary)["blocked schedule: idle_probe's longest gap"].startswith("1.00s")
+
+
+def test_blocked_schedule_starving_idle_probe_unnamed_or_not_blocking_fails() -> None:
+    starved = checks.blocked_schedule(blocked(idle=(1.0, 5.5, 6.0)), known=LONE_BATCH)
+    assert not starved.ok
+    assert starved.checks[0].examples == ("      idle_probe not attempted for 4.50s from 12:00:01",)
+    assert not checks.blocked_schedule(blocked(warned=0), known=()).ok
+    assert not checks.blocked_schedule(blocked(blocked_for=1.0), known=()).ok
+
+
+def test_blocked_schedule_starved_by_a_batch_holding_idle_probe_is_the_known_issue() -> None:
+    holding = (("blocking_probe", 6.5), ("idle_probe", 6.0))
+    starved = blocked(idle=(0.5,), held=holding)
+    assert not checks.blocked_schedule(starved, known=()).ok
+    findings = checks.blocked_schedule(starved, known=LONE_BATCH)
+    assert findings.ok
+    assert "KNOWN ISSUE lone-schedule-holds-batch" in findings.checks[0].detail
+    # idle_probe's row held for a batch's budget only: that explains no starvation.
+    briefly = blocked(idle=(0.5,), held=(("idle_probe", 1.0),))
+    assert not checks.blocked_schedule(briefly, known=LONE_BATCH).ok
+    assert not checks.blocked_schedule(blocked(idle=(0.5,), held=None), known=LONE_BATCH).ok
+
+
+def volume(worker: int, *, app: int = 0, noisy: int = 0, first: int = 0) -> LogVolume:
+    return LogVolume(
+        runner="r1.g2",
+        seconds=7.0,
+        records=5,
+        by_source=(
+            ("known issue housekeeping-tracebacks", noisy),
+            ("example_site.accounts.receivers [planton-worker]", app),
+            ("django_planton [planton-worker]", worker),
+        ),
+        first_tracebacks=first,
+    )
+
+
+def fault(
+    mode: str = "refuse",
+    alive: int = 4,
+    first: float | None = 1.0,
+    ended: tuple[float | None, ...] = (-1.0, 0.5),
+    warned: int = 0,
+) -> FaultResult:
+    return FaultResult(
+        mode=mode,
+        began=at(0),
+        recovered=at(7),
+        alive_during=alive,
+        alive_after=4,
+        logs=(volume(40, noisy=500, first=300),),
+        errors=(("r1.g2", 20),),
+        slow_warnings=(("r1.g2", warned),),
+        running=tuple(range(len(ended))),
+        ended=tuple((pk, None if t is None else at(7 + t)) for pk, t in enumerate(ended)),
+        first_start=None if first is None else at(7 + first),
+        first_idle=at(7.5),
+    )
+
+
+def test_refusing_database_survived_and_resumed_in_time_passes() -> None:
+    findings = checks.relay_fault(fault())
+    assert verdicts(findings) == {
+        "refusing database": True,
+        "log lines while refusing database": True,
+    }
+    assert dict(findings.summary)["refusing database: recovery"].startswith("1.00s")
+
+
+def test_refusing_database_with_a_dead_runner_late_endings_or_no_work_after_fails() -> None:
+    assert not checks.relay_fault(fault(alive=3)).ok
+    assert not checks.relay_fault(fault(ended=(0.5, 11.0))).ok
+    late = checks.relay_fault(fault(ended=(0.5, None)))
+    assert late.checks[0].examples == ("      execution 1 still running or ended late: None",)
+    # The back-off from a lost database may wait about the window again (7 s), plus 5 s.
+    assert checks.relay_fault(fault(first=11.5)).ok
+    assert not checks.relay_fault(fault(first=12.5)).ok
+    assert not checks.relay_fault(fault(first=None)).ok
+
+
+def test_unanswering_database_must_name_its_stuck_cycles() -> None:
+    assert checks.relay_fault(fault(mode="blackhole", warned=2)).ok
+    assert (
+        verdicts(checks.relay_fault(fault(mode="blackhole", warned=0)))["unanswering database"]
+        is False
+    )
+
+
+def test_log_rate_bounds_the_librarys_lines_but_first_tracebacks() -> None:
+    quiet, _ = log_rate("refusing database", [volume(60, app=400, first=300)])
+    assert quiet.ok  # 60 lines in 7 s; first tracebacks and the application's own lines aside
+    assert "r1.g2 760 in 5 records (300 of first tracebacks)" in quiet.detail
+    loud, figure = log_rate("refusing database", [volume(80)])
+    assert not loud.ok  # 11.4 lines/s
+    assert figure == "11.4 (r1.g2; limit 10)"
+    assert not log_rate("refusing database", [])[0].ok
+
+
+def test_log_rate_shows_a_known_issues_lines_apart() -> None:
+    check, _ = log_rate("refusing database", [volume(10, noisy=540)])
+    assert check.ok
+    assert "KNOWN ISSUE housekeeping-tracebacks, not bounded: r1.g2 540 lines" in check.detail
+
+
+def stretch(
+    listen: str = "pgbouncer",
+    deaf: int = 1,
+    listeners: int = 0,
+    starts: int = 300,
+    most: int = 10,
+    code: int | None = 0,
+) -> PoolerStretch:
+    labels = tuple(f"r{n}.g3" for n in range(1, 5))
+    return PoolerStretch(
+        listen=listen,
+        labels=labels,
+        start=at(0),
+        end=at(7),
+        deaf=tuple((label, deaf) for label in labels),
+        listeners=listeners,
+        starts=starts,
+        most_running=most,
+        limit=10,
+        exits=tuple((label, 0.5, code) for label in labels),
+    )
+
+
+def test_pooler_with_every_listener_deaf_and_said_once_passes() -> None:
+    direct = stretch(listen="direct", deaf=0, listeners=4)
+    findings = checks.pooler(PoolerResult((stretch(), direct), ""))
+    assert verdicts(findings) == {
+        "PgBouncer, listener pgbouncer": True,
+        "PgBouncer, listener direct": True,
+    }
+    assert (
+        "deaf-listener warnings r1.g3 1" in dict(findings.summary)["PgBouncer, listener pgbouncer"]
+    )
+
+
+def test_pooler_silent_twice_said_or_without_work_fails() -> None:
+    for bad in (
+        stretch(deaf=0),
+        stretch(deaf=2),
+        stretch(starts=0),
+        stretch(most=11),
+        stretch(code=1),
+    ):
+        findings = checks.pooler(PoolerResult((bad,), "pgbouncer log line"))
+        assert not findings.ok
+        assert findings.checks[0].examples == ("      pgbouncer: pgbouncer log line",)
+    assert not checks.pooler(PoolerResult((stretch(listen="direct", deaf=1, listeners=4),), "")).ok
+    assert not checks.pooler(PoolerResult((stretch(listen="direct", deaf=0, listeners=3),), "")).ok
+
+
+LOG = (
+    "2026-12-07 15:03:11,730 ERROR django_planton [planton-worker_1] Task x: failed 1\n"
+    "Traceback (most recent call last):\n"
+    '  File "x.py", line 1, in f\n'
+    "2026-12-07 15:03:12,000 ERROR django_planton [planton-housekeeping] Housekeeping failed\n"
+    "\tIs the server running?\n"
+    "2026-12-07 15:03:12,500 ERROR django_planton [planton-worker_0] Task x: failed 2\n"
+    "Traceback (most recent call last):\n"
+    '  File "x.py", line 1, in f\n'
+)
+
+
+def test_log_volume_counts_lines_by_source_and_sets_first_tracebacks_apart() -> None:
+    found = logs.volume("r1.g2", LOG, 2.0, noisy={})
+    assert (found.records, found.lines, found.first_tracebacks) == (3, 8, 3)
+    # The second "Task x: failed" (numbers aside, the same error) repeats its traceback.
+    assert dict(found.by_source) == {
+        "django_planton [planton-worker]": 4,
+        "django_planton [planton-housekeeping]": 1,
+    }
+    assert found.lines_of(("django_planton",)) == 5
+    assert found.lines_of(("django.dispatch",)) == 0
+    assert found.rate(3) == 1.5
+    assert logs.matching({"r1.g2": LOG}, "Housekeeping", "failed") == (("r1.g2", 1),)
+
+
+def test_log_volume_puts_a_known_issues_records_apart() -> None:
+    noisy = {"housekeeping-tracebacks": (("django_planton", "planton-housekeeping", "Housek"),)}
+    found = logs.volume("r1.g2", LOG, 2.0, noisy=noisy)
+    assert found.known() == (("housekeeping-tracebacks", 1),)
+    assert found.lines_of(("django_planton",)) == 4
 
 
 # -- the checks over the whole run ----------------------------------------------------------
@@ -374,6 +603,22 @@ def test_next_attempts_too_far_ahead_unknown_or_unsampled_fail() -> None:
     assert not checks.next_attempts([]).ok
 
 
+STALL = ((at(0), at(7)),)
+STALLED = {"clock-ahead-after-stall"}
+
+
+def test_next_attempts_pushed_by_a_stall_are_the_known_issue() -> None:
+    pushed = [ahead("idle_probe", 0.5), Ahead(at(7.2), "idle_probe", 7.9)]
+    assert not checks.next_attempts(pushed, STALL, ()).ok
+    findings = checks.next_attempts(pushed, STALL, STALLED)
+    assert findings.ok
+    assert "KNOWN ISSUE clock-ahead-after-stall: 1 samples" in findings.checks[0].detail
+    # Further than the stall's length, or long after it: not explained.
+    assert not checks.next_attempts([Ahead(at(7.2), "idle_probe", 10.5)], STALL, STALLED).ok
+    assert not checks.next_attempts([Ahead(at(30), "idle_probe", 7.9)], STALL, STALLED).ok
+    assert not checks.next_attempts([Ahead(at(7.2), "idle_probe", 7.9)], (), STALLED).ok
+
+
 def test_cut_short_none_passes_even_with_terminations() -> None:
     terminated = [execution(1, "7", 0, 3, hostname="r1.g1", terminated_at=at(3))]
     findings = checks.cut_short([], terminated)
@@ -387,4 +632,41 @@ def test_cut_short_fails_and_names_the_runner() -> None:
     assert findings.checks[0].examples == (
         "      execution 17 of r2.g1 was terminated while its receiver worked (seen at 12:00:05)",
     )
-    assert dict(findings.summary)["terminated while at work"] == "1"
+    assert dict(findings.summary)["terminated while at work"] == "1 (and 0 across outages, allowed)"
+
+
+OUTAGE = ((at(2), at(6)),)
+
+
+def test_caught_by_outage_is_terminated_by_its_maximum_duration_across_one() -> None:
+    across = execution(17, "7", 0, 6.5, terminated_at=at(6.5))
+    assert caught_by_outage(across, OUTAGE)
+    assert not caught_by_outage(across, ())
+    assert not caught_by_outage(execution(17, "7", 0, 6.5), OUTAGE)  # not terminated
+    early = execution(17, "7", 0, 2.5, terminated_at=at(2.5))  # before its 3 s
+    assert not caught_by_outage(early, OUTAGE)
+    after = execution(17, "7", 7.5, 11, terminated_at=at(11))  # started after the outage
+    assert not caught_by_outage(after, OUTAGE)
+
+
+def test_cut_short_across_an_outage_is_allowed_and_counted() -> None:
+    across = [execution(17, "7", 0, 6.5, hostname="r2.g1", terminated_at=at(6.5))]
+    events = [CutShort(at(6.6), "r2.g1", "17")]
+    assert not checks.cut_short(events, across).ok
+    findings = checks.cut_short(events, across, OUTAGE)
+    assert findings.ok
+    assert dict(findings.summary)["terminated while at work"] == "0 (and 1 across outages, allowed)"
+
+
+def test_accounts_served_after_a_termination_across_an_outage_are_the_known_issue() -> None:
+    email = [
+        execution(1, "7", 0, 6.5, terminated_at=at(6.5)),  # its receiver still sent the e-mail
+        execution(2, "8", 0, 1),
+    ]
+    mails = {"a@example.com": 1, "b@example.com": 1}
+    known = {"receivers-after-termination"}
+    findings = checks.accounts(email, ACCOUNTS, mails, "", (), OUTAGE, known)
+    assert findings.ok
+    assert "KNOWN ISSUE receivers-after-termination: 1 served" in findings.checks[0].detail
+    assert not checks.accounts(email, ACCOUNTS, mails, "", (), OUTAGE, ()).ok
+    assert not checks.accounts(email, ACCOUNTS, mails, "", (), (), known).ok
