@@ -293,6 +293,17 @@ def cut_short(db: Database) -> list[CutShort]:
     ]
 
 
+def late_starts(db: Database) -> list[CutShort]:
+    """Receivers that found their execution already ended when they started."""
+    return [
+        CutShort(at, str(runner), str(detail))
+        for at, runner, detail in db.rows(
+            "SELECT at, runner, detail FROM stress_probe_event WHERE kind = 'late_start' "
+            "ORDER BY at"
+        )
+    ]
+
+
 def terminated_signals(db: Database, ids: Sequence[int]) -> int:
     """How many of these executions ``execution_terminated`` was received for."""
     return int(

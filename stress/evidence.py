@@ -94,6 +94,7 @@ def gather(stage: Stage, results: Mapping[str, object]) -> Evidence:
         restarts=(sigterm.restarted_at,) if sigterm and sigterm.restarted_at else (),
         ahead=tuple(stage.sampler.ahead),
         cut_short=tuple(database.cut_short(db)),
+        late_starts=tuple(database.late_starts(db)),
         began=stage.began,
         ended=ended,
         outages=outages(results),

@@ -85,7 +85,10 @@ class Ahead:
 
 @dataclass(frozen=True, slots=True)
 class CutShort:
-    """A receiver that, done with its work, found its execution terminated meanwhile."""
+    """A receiver that, done with its work, found its execution terminated meanwhile.
+
+    Also a receiver that found its execution already ended when it started.
+    """
 
     at: datetime
     runner: str  # the process whose receiver it was

@@ -117,7 +117,9 @@ class BlockedResult:
 
     start: datetime  # the window, on the database's clock
     end: datetime
-    idle_attempts: tuple[datetime, ...]  # idle_probe's attempts within the window
+    #: Within the window, the attempts of the other quiet 1 s tasks: idle_probe's, and
+    #: bad_input_probe's (failed) ones.
+    attempts: tuple[tuple[str, tuple[datetime, ...]], ...]
     blocked_for: float  # seconds a pg_sleep of blocking_probe was seen running
     #: How long the sleeping statement's transaction was seen holding each task's row (None:
     #: unknown, no pgrowlocks). Alone, only blocking_probe's; in a batch, the batch's rows.
@@ -209,6 +211,7 @@ class Evidence:
     task_row_updates: int
     ahead: tuple[Ahead, ...]  # sampled: each task's next_attempt_at minus the database's now
     cut_short: tuple[CutShort, ...]  # executions terminated while their receiver worked
+    late_starts: tuple[CutShort, ...]  # receivers handed an execution that had already ended
     began: datetime  # the database's time before the first runner started
     ended: datetime  # the database's time once every runner had stopped
     #: When the runners had no database: the restarts, the refusing and the silent one.

@@ -18,6 +18,7 @@ class ProbeEvent(models.Model):
         SCHEDULE_FAILED = "schedule_failed", "schedule_failed received"
         TERMINATED = "terminated", "execution_terminated received"
         CUT_SHORT = "cut_short", "terminated while its receiver worked"
+        LATE_START = "late_start", "receiver started for an ended execution"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     task_name = models.CharField(max_length=200)

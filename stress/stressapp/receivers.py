@@ -11,7 +11,9 @@ a :class:`~.models.ProbeEvent` row, so the stress run sees them fire. So does
 a receiver that, once its work is done, finds its execution terminated
 meanwhile (``cut_short``): an execution ended while it was still being
 worked on, which the maximum duration (3 s or more; the work takes
-milliseconds) must never do.
+milliseconds) must never do. And so does a receiver handed an execution that
+had already ended when it started (``late_start``): ``task_dispatched`` is
+meant for running executions only.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def hang_flag() -> Path:
 
 
 def deliver_slowly(sender: Any, **kwargs: Any) -> None:
+    record_if_late(send_user_email.name, kwargs["execution"])
     flag = hang_flag()
     if flag.exists():
         execution = kwargs["execution"]
@@ -67,6 +70,28 @@ def deliver_slowly(sender: Any, **kwargs: Any) -> None:
     time.sleep(random.uniform(0.001, 0.010))
     deliver_welcome_email(sender, **kwargs)
     record_if_cut_short(send_user_email.name, kwargs["execution"])
+
+
+def record_if_late(task_name: str, execution: MaintenanceTaskExecution) -> None:
+    """Leave a ``late_start`` event if the execution had ended before its receiver started.
+
+    Not checked when the database is gone: the receiver then fails as it would have.
+    """
+    try:
+        ended = MaintenanceTaskExecution.objects.filter(
+            pk=execution.pk, ended_at__isnull=False
+        ).exists()
+        if not ended:
+            return
+        ProbeEvent.objects.create(
+            kind=ProbeEvent.Kind.LATE_START,
+            task_name=task_name,
+            runner=settings.STRESS_RUNNER,
+            detail=str(execution.pk),
+        )
+    except DatabaseError:
+        return
+    logger.warning("Execution %s had ended before its receiver started.", execution.pk)
 
 
 def record_if_cut_short(task_name: str, execution: MaintenanceTaskExecution) -> None:
