@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from django.dispatch import Signal
 
+from .core import error_log
 from .registry import registry
 
 if TYPE_CHECKING:
@@ -53,10 +54,23 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_planton")
 
-task_dispatched = Signal()
-batch_dispatched = Signal()
-schedule_failed = Signal()
-execution_terminated = Signal()
+
+class _Signal(Signal):
+    """A ``Signal`` whose ``send_robust()`` leaves the logging of a failing receiver to us.
+
+    Django logs every failure of ``send_robust()`` with its traceback;
+    :func:`send_and_log` logs it once per distinct error instead, so that an
+    outage that fails every receiver does not flood the log twice over.
+    """
+
+    def _log_robust_failure(self, receiver: Any, err: Exception) -> None:
+        pass
+
+
+task_dispatched = _Signal()
+batch_dispatched = _Signal()
+schedule_failed = _Signal()
+execution_terminated = _Signal()
 executions_ended = Signal()
 
 
@@ -71,12 +85,11 @@ def send_and_log(
     errors: list[BaseException] = []
     for receiver, response in signal.send_robust(sender=sender, task_name=task_name, **kwargs):
         if isinstance(response, Exception):
-            logger.error(
-                "A receiver of %s failed for task %s: %r",
-                _names.get(signal, "a signal"),
-                task_name,
-                receiver,
-                exc_info=response,
+            # The traceback once per distinct error: an outage fails them all alike.
+            error_log.report(
+                f"A receiver of {_names.get(signal, 'a signal')} failed for task {task_name} "
+                f"({getattr(receiver, '__qualname__', receiver)!s})",
+                response,
                 extra={"task_name": task_name, **_log_fields(kwargs)},
             )
             errors.append(response)
@@ -131,7 +144,7 @@ __all__ = [
     "task_dispatched",
 ]
 
-_names = {
+_names: dict[Signal, str] = {
     task_dispatched: "task_dispatched",
     batch_dispatched: "batch_dispatched",
     schedule_failed: "schedule_failed",

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import PlantonError
 from .runners import CycleReport
@@ -110,6 +110,39 @@ class ErrorLog:
         self._seen: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
 
     def log(self, task_names: Sequence[str], error: BaseException) -> None:
+        """An error of these tasks (one, or a batch's)."""
+        fields = {"task_name": task_names[0], "task_names": tuple(task_names)}
+        self.report(_task_names(task_names), error, extra=fields)
+
+    def report(
+        self, what: str, error: BaseException, *, extra: Mapping[str, object] | None = None
+    ) -> None:
+        """Log ``"<what>: <Type>: <message>"``; the traceback only the first time."""
+        count = self._count(error)
+        fields = dict(extra or {})
+        if count > 1:
+            logger.error(
+                "%s: %s: %s (the same error %d times; traceback logged the first time)",
+                what,
+                type(error).__name__,
+                error,
+                count,
+                extra={**fields, "repeats": count},
+            )
+            return
+        logger.error(
+            "%s: %s: %s",
+            what,
+            type(error).__name__,
+            error,
+            # Our own validation errors say all there is to say; a user's
+            # exception deserves its traceback.
+            exc_info=None if isinstance(error, PlantonError) else error,
+            extra=fields,
+        )
+
+    def _count(self, error: BaseException) -> int:
+        """How many times this error was seen lately, this one included."""
         key = (type(error).__qualname__, str(error))
         now = time.monotonic()
         with self._lock:
@@ -120,31 +153,7 @@ class ErrorLog:
             self._seen[key] = (count, now)
             while len(self._seen) > _REMEMBERED:
                 self._seen.popitem(last=False)
-        which = _task_names(task_names)
-        if count > 1:
-            logger.error(
-                "%s: %s: %s (the same error %d times; traceback logged the first time)",
-                which,
-                type(error).__name__,
-                error,
-                count,
-                extra={
-                    "task_name": task_names[0],
-                    "task_names": tuple(task_names),
-                    "repeats": count,
-                },
-            )
-            return
-        logger.error(
-            "%s: %s: %s",
-            which,
-            type(error).__name__,
-            error,
-            # Our own validation errors say all there is to say; a user's
-            # exception deserves its traceback.
-            exc_info=None if isinstance(error, PlantonError) else error,
-            extra={"task_name": task_names[0], "task_names": tuple(task_names)},
-        )
+        return count
 
 
 def _task_names(names: Sequence[str]) -> str:

@@ -161,13 +161,12 @@ class DatabaseCycleRunner:
                 MaintenanceTask.objects.using(self.using).filter(nid__in=names).update(
                     updated_at=DatabaseNow()
                 )
-            sent_at = time.monotonic()
             rows, now = self._reads.lock_tasks(names)
             if len(rows) < len(tasks):
                 reports.update(self._not_locked([task for task in tasks if task.name not in rows]))
             if now is None:  # no row locked: nothing to attempt
                 return reports
-            self.clock.observe(now, sent_at=sent_at)
+            self.clock.observe(now)
             due: list[tuple[Task, TaskRow]] = []
             full: list[tuple[Task, TaskRow, CycleReport]] = []
             for task in tasks:
@@ -190,7 +189,10 @@ class DatabaseCycleRunner:
                 states = self._reads.instruction_states(ids)
                 due += self._slots_freed(full, states, reports)
             if due:
-                reports.update(self._attempt(due, states, may_schedule))
+                # Rows locked beside a schedule's own (a batch's, due or not)
+                # wait for it: then it runs under the batch's time budget.
+                guarded = len(rows) > 1
+                reports.update(self._attempt(due, states, may_schedule, guarded=guarded))
         return reports
 
     def _slots_freed(
@@ -225,6 +227,8 @@ class DatabaseCycleRunner:
         due: list[tuple[Task, TaskRow]],
         states: dict[int, InstructionStates],
         may_schedule: Callable[[], bool],
+        *,
+        guarded: bool,
     ) -> dict[str, CycleReport]:
         connection = connections[self.using]
         attempts: list[Attempt] = []
@@ -242,7 +246,7 @@ class DatabaseCycleRunner:
                 continue
             guard = (
                 self._cutter.guard(connection, task.name, deadline)
-                if len(due) > 1
+                if guarded
                 else contextlib.nullcontext(None)
             )
             with guard as cut:

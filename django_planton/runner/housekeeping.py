@@ -9,6 +9,7 @@ import time
 from django.db import DatabaseError, connections
 
 from ..conf import planton_settings
+from ..core import error_log
 from ..models import MaintenanceTaskExecution
 from ..sql import read_database_now
 from .connections import ensure_usable
@@ -77,6 +78,7 @@ class Housekeeper:
                     if prune_due:
                         self._last_prune = time.monotonic()
                 except DatabaseError as error:
-                    logger.error("Housekeeping failed: %s", error, exc_info=error)
+                    # Every round fails alike during an outage: the traceback once.
+                    error_log.report("Housekeeping failed", error)
         finally:
             connections[self.using].close()

@@ -150,17 +150,19 @@ class DatabaseClock:
         self._lock = threading.Lock()
         self._observed: tuple[datetime, float] | None = None
 
-    def observe(self, database_time: datetime, *, sent_at: float | None = None) -> None:
-        """Record a time the database just returned.
+    def observe(self, database_time: datetime) -> None:
+        """Record a time the database just returned, counted from its arrival.
 
-        ``sent_at`` is the monotonic time at which the statement that read it
-        was sent. Counting from then, not from the answer's arrival, errs late
-        by the trip to the server rather than early by the whole statement, so
-        a next attempt is never stored early. (An execution's start is not
+        The statement read it when it started on the server, so the carried
+        clock errs early by the trip back (milliseconds): a next attempt is
+        then due that much early. Counting from when the statement was sent
+        would err late by the whole trip there, which a database that stops
+        answering stretches to seconds: every next attempt stored by a cycle
+        held up on its way would be that late. (An execution's start is not
         carried forward: the INSERT stamps it with the database's own time.)
         """
         with self._lock:
-            self._observed = (database_time, time.monotonic() if sent_at is None else sent_at)
+            self._observed = (database_time, time.monotonic())
 
     def now(self) -> datetime:
         """The database's time now; reads it when none was observed lately."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import Group
@@ -183,3 +185,35 @@ def test_housekeeping_sends_execution_terminated_after_its_commit(make_runner, r
         signals.execution_terminated.disconnect(receiver)
     assert seen == [(False, "maximum execution duration exceeded")]
     assert not MaintenanceTaskExecution.objects.get(pk=execution.pk).is_running
+
+
+def test_a_failing_receiver_is_logged_once_with_its_traceback_then_one_line_each(caplog):
+    from django_planton.core import Task
+    from django_planton.signals import send_and_log, task_dispatched
+
+    task = Task("noisy", lambda context: [])
+    message = f"the database went away ({uuid.uuid4().hex})"  # the process's error log is shared
+
+    def broken(sender, **kwargs):
+        raise ConnectionError(message)
+
+    task_dispatched.connect(broken, sender=task, weak=False)
+    try:
+        for _ in range(3):
+            errors = send_and_log(
+                task_dispatched,
+                sender=task,
+                task_name="noisy",
+                instruction="1",
+                execution=SimpleNamespace(instruction="1"),
+            )
+            assert [str(error) for error in errors] == [message]
+    finally:
+        task_dispatched.disconnect(broken, sender=task)
+
+    ours = [r for r in caplog.records if r.name == "django_planton"]
+    assert [r.exc_info is not None for r in ours] == [True, False, False]
+    assert ours[0].getMessage().startswith("A receiver of task_dispatched failed for task noisy")
+    assert "the same error 3 times" in ours[2].getMessage()
+    # Django's own send_robust() line would double every record: it is left to us.
+    assert not [r for r in caplog.records if r.name == "django.dispatch"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
 from django.db import OperationalError, connection
 from django.test import override_settings
+from django.utils import timezone
 
 from django_planton.models import MaintenanceTask
 from django_planton.runner import DatabaseCycleRunner, sync_tasks
@@ -211,3 +213,43 @@ def test_another_runner_gets_the_batchs_other_tasks_within_the_budget(make_task,
     assert len(outcome) == 2, outcome  # the batch ran: a report per task
     assert attempted_at is not None
     assert attempted_at < 2.0, f"the quick task's row was locked for {attempted_at:.1f}s"
+
+
+@servers_only
+@override_settings(PLANTON_BATCH_TIME_BUDGET=0.3)
+def test_a_lone_due_schedule_is_cut_too_when_its_batch_holds_other_rows(make_task, in_other_thread):
+    """Only one task of the batch is due, but the batch locked the others' rows as well."""
+    sleeping = threading.Event()
+
+    def stuck_schedule(context):
+        sleeping.set()
+        database_sleep(6)
+        return []
+
+    stuck = make_task("stuck", stuck_schedule, delay=30.0)
+    resting = make_task("resting", delay=30.0)
+    sync_tasks([stuck, resting])
+    MaintenanceTask.objects.filter(nid="resting").update(
+        next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
+    batch = threading.Thread(
+        target=lambda: in_other_thread(
+            lambda: DatabaseCycleRunner(hostname="r1").run_batch([stuck, resting])
+        ),
+        daemon=True,
+    )
+    other = DatabaseCycleRunner(hostname="r2")
+
+    batch.start()
+    assert sleeping.wait(5)
+    began = time.monotonic()
+    freed_at = None
+    while time.monotonic() - began < 8:
+        if other.run(resting).waiting != "attempted by another runner":
+            freed_at = time.monotonic() - began
+            break
+        time.sleep(0.05)
+    batch.join(10)
+
+    assert freed_at is not None
+    assert freed_at < 2.0, f"the resting task's row was locked for {freed_at:.1f}s"

@@ -25,6 +25,7 @@ from django_planton import backoff
 from django_planton.models import FailingInstruction, MaintenanceTaskExecution
 from django_planton.sql import DatabaseClock, read_database_now
 from django_planton.sql import clock as clock_module
+from django_planton.sql.clock import to_datetime
 
 from ..factories import MaintenanceTaskFactory
 from .helpers import executions_of, row
@@ -332,3 +333,30 @@ def test_a_cycle_observes_the_time_of_its_lock_statement(
             now = clock.now()
 
     assert near(now, database_now())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cycle_held_up_on_its_way_does_not_store_its_next_attempt_late(
+    make_task, relayed_database
+):
+    """A database that stops answering for a while must not push the cadence by that while."""
+    import threading
+
+    from django.db import connection as default_connection
+
+    from django_planton.runner import DatabaseCycleRunner, sync_tasks
+
+    task = make_task("held_up", delay=1.0)
+    sync_tasks([task])
+    runner = DatabaseCycleRunner(hostname="test-host")
+    read_database_now("default")  # the connection is open: its next statement is held
+    relayed_database.set_mode("blackhole")
+    threading.Timer(2.0, relayed_database.set_mode, ["forward"]).start()
+
+    runner.run(task)
+
+    with default_connection.cursor() as cursor:
+        cursor.execute("SELECT next_attempt_at FROM maintenance_task WHERE nid = %s", ["held_up"])
+        (next_attempt_at,) = cursor.fetchone()
+    ahead = (to_datetime(next_attempt_at) - read_database_now("default")).total_seconds()
+    assert ahead <= 1.0 + 0.3, f"next_attempt_at is {ahead:.2f}s ahead; the delay is 1s"

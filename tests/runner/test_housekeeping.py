@@ -16,6 +16,7 @@ from django_planton import signals
 from django_planton.models import ExecutionState, MaintenanceTaskExecution
 
 from ..factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
+from ..support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,3 +91,34 @@ def test_pruning_is_part_of_housekeeping_and_can_be_turned_off(make_runner):
         assert MaintenanceTaskExecution.objects.filter(pk=old.pk).exists()
         runner.run_once()
     assert not MaintenanceTaskExecution.objects.filter(pk=old.pk).exists()
+
+
+def test_a_failing_housekeeping_round_logs_its_traceback_once(caplog, monkeypatch):
+    import threading
+    import uuid
+
+    from django.db import OperationalError
+
+    from django_planton.runner.housekeeping import Housekeeper
+
+    message = f"server closed the connection ({uuid.uuid4().hex})"
+    rounds = []
+
+    def failing(self, *, prune=True):
+        rounds.append(1)
+        raise OperationalError(message)
+
+    monkeypatch.setattr(Housekeeper, "housekeep", failing)
+    stopping = threading.Event()
+    keeper = Housekeeper(using="default", interval=0.01, stopping=stopping)
+    keeper.start()
+    try:
+        assert wait_until(lambda: len(rounds) >= 4)
+    finally:
+        stopping.set()
+        keeper.thread.join(5)
+    failed = [r for r in caplog.records if "Housekeeping failed" in r.getMessage()]
+    assert len(failed) >= 4
+    assert failed[0].exc_info is not None
+    assert all(r.exc_info is None for r in failed[1:])
+    assert "the same error" in failed[-1].getMessage()
