@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from stress.config import KNOWN_NOISY_RECORDS
@@ -31,6 +31,11 @@ RECORD = re.compile(
 THREAD_NUMBER = re.compile(r"[_-]\d+$")
 #: Numbers in a message (counts, ids, ports): two messages that differ only there are one error.
 NUMBER = re.compile(r"\d+")
+#: Where a record's traceback begins.
+TRACEBACK = "Traceback (most recent call last):"
+#: One record: the key of its error (its source and message, numbers aside; None for lines
+#: before the first record), its source, its message's lines and its traceback's.
+Record = tuple[str | None, str, list[str], list[str]]
 
 
 def appended(path: Path, start: int, end: int | None = None) -> str:
@@ -65,33 +70,39 @@ def blocks(text: str) -> list[list[str]]:
     return found
 
 
-def volume(runner: str, text: str, seconds: float, noisy: Noisy = KNOWN_NOISY_RECORDS) -> LogVolume:
+def volume(
+    runner: str,
+    text: str,
+    seconds: float,
+    noisy: Noisy = KNOWN_NOISY_RECORDS,
+    *,
+    before: str = "",
+) -> LogVolume:
     """How many lines ``text`` has, and from which sources, over ``seconds``.
 
     A record of a known issue (``noisy``), its traceback included, counts as
-    that issue's. The first time a message (numbers aside) comes with more
-    lines, those lines count apart, as ``first_tracebacks``: every distinct
-    error may show its traceback once. A repeat counts in full.
+    that issue's. The first traceback of each distinct error (its message,
+    numbers aside) counts apart, as ``first_tracebacks``: the library logs it
+    once. A repeated traceback counts in full, and so do a message's own
+    lines; ``before`` is what was logged earlier, whose tracebacks were the
+    first. (Threads log concurrently: a repeat may be written before the
+    first traceback of its error.)
     """
     by_source: Counter[str] = Counter()
     first_tracebacks = 0
-    seen: set[str] = set()
+    seen = {key for key, _, _, traceback in keyed(before, noisy) if key and traceback}
     records = 0
-    for block in blocks(text):
-        match = RECORD.match(block[0])
-        if match is None:
-            by_source["(before the first record)"] += len(block)
+    for key, name, message, traceback in keyed(text, noisy):
+        if key is None:
+            by_source[name] += len(message)
             continue
         records += 1
-        message = block[0][match.end() :]
-        name = source(match, message, noisy)
-        key = f"{name} {NUMBER.sub('#', message)}"
-        if len(block) > 1 and key not in seen:
+        by_source[name] += len(message)
+        if traceback and key not in seen:
             seen.add(key)
-            first_tracebacks += len(block) - 1
-            by_source[name] += 1
+            first_tracebacks += len(traceback)
         else:
-            by_source[name] += len(block)
+            by_source[name] += len(traceback)
     return LogVolume(
         runner=runner,
         seconds=seconds,
@@ -99,6 +110,27 @@ def volume(runner: str, text: str, seconds: float, noisy: Noisy = KNOWN_NOISY_RE
         by_source=tuple(by_source.most_common()),
         first_tracebacks=first_tracebacks,
     )
+
+
+def keyed(text: str, noisy: Noisy) -> Iterator[Record]:
+    """Each record of ``text`` (see :data:`Record`)."""
+    for block in blocks(text):
+        match = RECORD.match(block[0])
+        if match is None:
+            yield None, "(before the first record)", block, []
+            continue
+        message, traceback = split_traceback(block)
+        name = source(match, block[0][match.end() :], noisy)
+        key = f"{name} {NUMBER.sub('#', chr(10).join(message)[match.end() :])}"
+        yield key, name, message, traceback
+
+
+def split_traceback(block: list[str]) -> tuple[list[str], list[str]]:
+    """A record's message lines, and its traceback's (from ``Traceback (most recent...`` on)."""
+    for index, line in enumerate(block):
+        if index and line.startswith(TRACEBACK):
+            return block[:index], block[index:]
+    return block, []
 
 
 def matching(texts: Mapping[str, str], *needles: str) -> tuple[tuple[str, int], ...]:

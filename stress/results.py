@@ -143,6 +143,9 @@ class FaultResult:
     alive_during: int  # runners alive all through the window
     alive_after: int
     logs: tuple[LogVolume, ...]  # what each runner logged during the window
+    #: The same in the window's second half: past the outage's first burst (each execution in
+    #: flight says once that it failed), what the runners keep logging while it lasts.
+    settled: tuple[LogVolume, ...]
     errors: PerRunner  # ERROR lines logged during the window
     slow_warnings: PerRunner  # slow-cycle warnings logged during the window
     running: tuple[int, ...]  # executions running when the window began

@@ -151,7 +151,7 @@ def relay_fault(result: FaultResult) -> Findings:
             :EXAMPLES
         ],
     )
-    rate_check, rate_figure = log_rate(name, result.logs)
+    rate_check, rate_figure = log_rate(name, result.logs, result.settled)
     summary = (
         (
             f"{name}: recovery",
@@ -182,38 +182,46 @@ def _late_endings(result: FaultResult) -> tuple[list[tuple[int, datetime | None]
     return late, (last if result.ended else 0.0)
 
 
-def log_rate(name: str, volumes: Sequence[LogVolume]) -> tuple[Check, str]:
-    """The library's log lines per second during the window, per runner, against the limit.
+def log_rate(
+    name: str, whole: Sequence[LogVolume], settled: Sequence[LogVolume]
+) -> tuple[Check, str]:
+    """The library's log lines per second while the outage lasts, per runner, against the limit.
 
-    The first traceback of each distinct error does not count (the library
-    logs it once, by design); repeats count in full. The records of a known
-    issue are shown apart, not bounded.
+    Judged on the window's second half (``settled``): past the first burst, in
+    which each execution in flight says once that it failed, what a runner
+    keeps logging as long as the outage lasts. The first traceback of each
+    distinct error does not count (the library logs it once, by design);
+    repeats count in full. A known issue's records are shown apart, not
+    bounded. The figures give the whole window too.
     """
-    rates = {volume.runner: volume.rate(volume.lines_of(LIBRARY_LOGGERS)) for volume in volumes}
+    rates = {volume.runner: volume.rate(volume.lines_of(LIBRARY_LOGGERS)) for volume in settled}
     worst = max(rates, key=lambda runner: rates[runner], default=None)
     top = rates[worst] if worst else float("nan")
-    noisiest = max(volumes, key=lambda volume: volume.lines, default=None)
+    noisiest = max(whole, key=lambda volume: volume.lines, default=None)
     sources = ", ".join(
         f"{source} {count}" for source, count in (noisiest.by_source if noisiest else ())
     )
+    whole_rates = ", ".join(
+        f"{volume.runner} {volume.rate(volume.lines_of(LIBRARY_LOGGERS)):.1f}" for volume in whole
+    )
     check = Check(
         f"log lines while {name}",
-        bool(volumes) and top <= LOG_RATE_LIMIT,
-        "library lines/s: "
+        bool(settled) and top <= LOG_RATE_LIMIT,
+        "library lines/s in the window's second half: "
         + ", ".join(f"{runner} {rate:.1f}" for runner, rate in rates.items())
-        + f" (limit {LOG_RATE_LIMIT:g}/s; each distinct error's first traceback aside); "
-        + "all lines: "
+        + f" (limit {LOG_RATE_LIMIT:g}/s; each distinct error's first traceback aside); over "
+        f"the whole window: {whole_rates}; all lines: "
         + ", ".join(
             f"{volume.runner} {volume.lines} in {volume.records} records "
             f"({volume.first_tracebacks} of first tracebacks)"
-            for volume in volumes
+            for volume in whole
         )
         + (
             f"; {noisiest.runner}'s by source, first tracebacks aside: {sources}"
             if noisiest
             else ""
         )
-        + _apart(volumes),
+        + _apart(whole),
     )
     figure = f"{top:.1f} ({worst or '-'}; limit {LOG_RATE_LIMIT:g})"
     return check, figure

@@ -133,7 +133,9 @@ def relay_fault(stage: Stage, mode: Mode) -> FaultResult:
     began = database.now(db)
     stage.relay.set_mode(mode)
     try:
-        alive_during = watch_alive(stage, window)
+        alive_during = watch_alive(stage, window / 2)
+        middle = stage.log_offsets()
+        alive_during = min(alive_during, watch_alive(stage, window / 2))
     finally:
         ends = stage.log_offsets()
         recovered = database.now(db)
@@ -148,6 +150,8 @@ def relay_fault(stage: Stage, mode: Mode) -> FaultResult:
             ENDED_WITHIN + 20,
         )
     texts = stage.logs_between(offsets, ends)
+    first_half = stage.logs_between(offsets, middle)
+    second_half = stage.logs_between(middle, ends)
     length = seconds(recovered - began)
     return FaultResult(
         mode=mode,
@@ -156,6 +160,10 @@ def relay_fault(stage: Stage, mode: Mode) -> FaultResult:
         alive_during=alive_during,
         alive_after=len(stage.fleet.alive_labels()),
         logs=tuple(logs.volume(label, text, length) for label, text in sorted(texts.items())),
+        settled=tuple(
+            logs.volume(label, text, length / 2, before=first_half.get(label, ""))
+            for label, text in sorted(second_half.items())
+        ),
         errors=logs.matching(texts, " ERROR "),
         slow_warnings=logs.matching(texts, SLOW_CYCLE_TEXT),
         running=running,

@@ -262,10 +262,12 @@ def test_blocked_schedule_starved_by_a_batch_holding_the_row_is_the_known_issue(
     assert not checks.blocked_schedule(blocked(idle=(0.5,), held=None), known=LONE_BATCH).ok
 
 
-def volume(worker: int, *, app: int = 0, noisy: int = 0, first: int = 0) -> LogVolume:
+def volume(
+    worker: int, *, app: int = 0, noisy: int = 0, first: int = 0, seconds: float = 3.5
+) -> LogVolume:
     return LogVolume(
         runner="r1.g2",
-        seconds=7.0,
+        seconds=seconds,
         records=5,
         by_source=(
             ("known issue housekeeping-tracebacks", noisy),
@@ -289,7 +291,8 @@ def fault(
         recovered=at(7),
         alive_during=alive,
         alive_after=4,
-        logs=(volume(40, noisy=500, first=300),),
+        logs=(volume(80, noisy=500, first=300, seconds=7.0),),
+        settled=(volume(20, noisy=250),),
         errors=(("r1.g2", 20),),
         slow_warnings=(("r1.g2", warned),),
         running=tuple(range(len(ended))),
@@ -327,18 +330,23 @@ def test_unanswering_database_must_name_its_stuck_cycles() -> None:
     )
 
 
-def test_log_rate_bounds_the_librarys_lines_but_first_tracebacks() -> None:
-    quiet, _ = log_rate("refusing database", [volume(60, app=400, first=300)])
-    assert quiet.ok  # 60 lines in 7 s; first tracebacks and the application's own lines aside
-    assert "r1.g2 760 in 5 records (300 of first tracebacks)" in quiet.detail
-    loud, figure = log_rate("refusing database", [volume(80)])
+WHOLE = [volume(120, first=300, seconds=7.0)]  # the first burst: 17 lines/s over the window
+
+
+def test_log_rate_bounds_the_librarys_lines_in_the_second_half_but_first_tracebacks() -> None:
+    quiet, _ = log_rate("refusing database", WHOLE, [volume(30, app=400, first=100)])
+    assert quiet.ok  # 30 lines in 3.5 s; first tracebacks and the application's lines aside
+    assert "over the whole window: r1.g2 17.1" in quiet.detail
+    assert "r1.g2 420 in 5 records (300 of first tracebacks)" in quiet.detail
+    loud, figure = log_rate("refusing database", WHOLE, [volume(40)])
     assert not loud.ok  # 11.4 lines/s
     assert figure == "11.4 (r1.g2; limit 10)"
-    assert not log_rate("refusing database", [])[0].ok
+    assert not log_rate("refusing database", [], [])[0].ok
 
 
 def test_log_rate_shows_a_known_issues_lines_apart() -> None:
-    check, _ = log_rate("refusing database", [volume(10, noisy=540)])
+    whole, settled = [volume(40, noisy=540, seconds=7.0)], [volume(10, noisy=270)]
+    check, _ = log_rate("refusing database", whole, settled)
     assert check.ok
     assert "KNOWN ISSUE housekeeping-tracebacks, not bounded: r1.g2 540 lines" in check.detail
 
@@ -407,22 +415,48 @@ LOG = (
 
 def test_log_volume_counts_lines_by_source_and_sets_first_tracebacks_apart() -> None:
     found = logs.volume("r1.g2", LOG, 2.0, noisy={})
-    assert (found.records, found.lines, found.first_tracebacks) == (3, 8, 3)
-    # The second "Task x: failed" (numbers aside, the same error) repeats its traceback.
+    assert (found.records, found.lines, found.first_tracebacks) == (3, 8, 2)
+    # A message's own lines count; "Task x: failed 2" (numbers aside, the same error)
+    # repeats its traceback, which counts in full.
     assert dict(found.by_source) == {
         "django_planton [planton-worker]": 4,
-        "django_planton [planton-housekeeping]": 1,
+        "django_planton [planton-housekeeping]": 2,
     }
-    assert found.lines_of(("django_planton",)) == 5
+    assert found.lines_of(("django_planton",)) == 6
     assert found.lines_of(("django.dispatch",)) == 0
     assert found.rate(3) == 1.5
     assert logs.matching({"r1.g2": LOG}, "Housekeeping", "failed") == (("r1.g2", 1),)
 
 
+def test_log_volume_sets_apart_a_first_traceback_written_after_its_repeats() -> None:
+    text = (
+        "2026-12-07 15:47:51,301 ERROR django_planton [planton-receiver_1] A receiver failed: "
+        "refused\n"
+        "\tIs the server running? (the same error 3 times; traceback logged the first time)\n"
+        "2026-12-07 15:47:51,292 ERROR django_planton [planton-receiver_3] A receiver failed: "
+        "refused\n"
+        "\tIs the server running?\n"
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n'
+    )
+    found = logs.volume("r2.g1", text, 1.0, noisy={})
+    assert (found.lines, found.first_tracebacks) == (6, 2)
+    assert found.lines_of(("django_planton",)) == 4
+
+
+def test_log_volume_counts_a_traceback_shown_before_as_a_repeat() -> None:
+    earlier = LOG.split("2026-12-07 15:03:12,000")[
+        0
+    ]  # the first "Task x: failed" and its traceback
+    later = "2026-12-07 15:03:12,500" + LOG.split("2026-12-07 15:03:12,500")[1]
+    found = logs.volume("r1.g2", later, 1.0, noisy={}, before=earlier)
+    assert (found.lines, found.first_tracebacks) == (3, 0)
+
+
 def test_log_volume_puts_a_known_issues_records_apart() -> None:
     noisy = {"housekeeping-tracebacks": (("django_planton", "planton-housekeeping", "Housek"),)}
     found = logs.volume("r1.g2", LOG, 2.0, noisy=noisy)
-    assert found.known() == (("housekeeping-tracebacks", 1),)
+    assert found.known() == (("housekeeping-tracebacks", 2),)
     assert found.lines_of(("django_planton",)) == 4
 
 
