@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -86,8 +87,9 @@ class Inline(Executor):
     def submit(self, task: Task, executions: Sequence[MaintenanceTaskExecution]) -> None:
         from .runner.dispatch import run_receivers
 
+        handed_at = time.monotonic()
         for execution in executions:
-            run_receivers(task, execution)
+            run_receivers(task, execution, handed_at=handed_at)
 
 
 class Threads(Executor):
@@ -107,7 +109,7 @@ class Threads(Executor):
         self.max_workers = max_workers
         self._lock = threading.Condition()
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[int, tuple[Task, MaintenanceTaskExecution]] = {}
+        self._pending: dict[int, tuple[Task, MaintenanceTaskExecution, float]] = {}
         self._running = 0
         self._stopping = False
         #: The connections the pool's threads opened, so that they can be closed when idle.
@@ -124,8 +126,9 @@ class Threads(Executor):
                     max_workers=self.max_workers or _MOST_THREADS,
                     thread_name_prefix="planton-receiver",
                 )
+            handed_at = time.monotonic()
             for execution in executions:
-                self._pending[id(execution)] = (task, execution)
+                self._pending[id(execution)] = (task, execution, handed_at)
                 self._pool.submit(self._run, id(execution))
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -135,7 +138,7 @@ class Threads(Executor):
     def stop(self, timeout: float | None = None) -> bool:
         with self._lock:
             self._stopping = True
-            stranded = [execution for _, execution in self._pending.values()]
+            stranded = [execution for _, execution, _ in self._pending.values()]
             self._pending.clear()
             pool, self._pool = self._pool, None
         if stranded:
@@ -166,9 +169,9 @@ class Threads(Executor):
             if entry is None:  # ended by stop() before it started
                 return
             self._running += 1
-        task, execution = entry
+        task, execution, handed_at = entry
         try:
-            run_receivers(task, execution)
+            run_receivers(task, execution, handed_at=handed_at)
         finally:
             _tidy_connections()
             self._track_connections()

@@ -192,3 +192,34 @@ def test_the_default_executor_is_threads():
 def test_a_setting_that_names_no_executor_is_an_error():
     with pytest.raises(PlantonError, match="not an Executor class"):
         default_executor()
+
+
+def test_a_receiver_that_starts_late_skips_an_execution_ended_meanwhile(
+    make_task, make_runner, in_other_thread, caplog
+):
+    """Inline: the second receiver waits behind the first; its execution is terminated meanwhile."""
+    ran: list[str] = []
+    task = make_task("late", numbers(2), concurrency=2, executor=Inline())
+
+    def receiver(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
+        ran.append(execution.instruction)
+        if execution.instruction == "0":
+            # Meanwhile an operator (another connection) ends the other one.
+            in_other_thread(
+                lambda: MaintenanceTaskExecution.objects.filter(instruction="1").terminate(
+                    "operator"
+                )
+            )
+            time.sleep(1.2)  # past LATE_START: the next one is looked up first
+        execution.complete()
+
+    signals.task_dispatched.connect(receiver, sender=task, weak=False)
+    try:
+        make_runner([task]).run_once()
+    finally:
+        signals.task_dispatched.disconnect(receiver, sender=task)
+
+    assert ran == ["0"]
+    assert any(
+        "ended before its receivers started (operator)" in r.getMessage() for r in caplog.records
+    )
