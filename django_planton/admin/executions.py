@@ -5,36 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
-from django.db.models import (
-    QuerySet,
-)
-from django.forms.models import BaseInlineFormSet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from ..models import FailingInstruction, MaintenanceTask, MaintenanceTaskExecution
-from ..querysets import (
-    MaintenanceTaskExecutionQuerySet,
-)
+from ..models import MaintenanceTaskExecution
+from ..querysets import MaintenanceTaskExecutionQuerySet
+from .common import ExecutionAdminBase, _error_html, _format_duration
 
 if TYPE_CHECKING:
-    from django.forms import ModelForm
     from django_stubs_ext import StrOrPromise
-
-    # ModelAdmin is generic for the type checker only (django-stubs).
-    TaskAdminBase = admin.ModelAdmin[MaintenanceTask]
-    ExecutionAdminBase = admin.ModelAdmin[MaintenanceTaskExecution]
-    FailingAdminBase = admin.ModelAdmin[FailingInstruction]
-    FailingInlineBase = admin.TabularInline[FailingInstruction, MaintenanceTask]
-    FailingFormSetBase = BaseInlineFormSet[
-        FailingInstruction, MaintenanceTask, ModelForm[FailingInstruction]
-    ]
-else:
-    TaskAdminBase = ExecutionAdminBase = FailingAdminBase = admin.ModelAdmin
-    FailingInlineBase = admin.TabularInline
-    FailingFormSetBase = BaseInlineFormSet
-from .common import ExecutionAdminBase, _error_html, _format_duration
 
 
 class TerminatedFilter(admin.SimpleListFilter):

@@ -9,35 +9,19 @@ from django.db.models import (
     Q,
     QuerySet,
 )
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from ..executors import default_executor
-from ..models import FailingInstruction, MaintenanceTask, MaintenanceTaskExecution
-from ..querysets import (
-    MaintenanceTaskQuerySet,
-)
+from ..models import MaintenanceTask
+from ..querysets import MaintenanceTaskQuerySet
 from ..registry import registry
 from ..sql import DatabaseNow
 
 if TYPE_CHECKING:
-    from django.forms import ModelForm
-
-    # ModelAdmin is generic for the type checker only (django-stubs).
-    TaskAdminBase = admin.ModelAdmin[MaintenanceTask]
-    ExecutionAdminBase = admin.ModelAdmin[MaintenanceTaskExecution]
-    FailingAdminBase = admin.ModelAdmin[FailingInstruction]
-    FailingInlineBase = admin.TabularInline[FailingInstruction, MaintenanceTask]
-    FailingFormSetBase = BaseInlineFormSet[
-        FailingInstruction, MaintenanceTask, ModelForm[FailingInstruction]
-    ]
-else:
-    TaskAdminBase = ExecutionAdminBase = FailingAdminBase = admin.ModelAdmin
-    FailingInlineBase = admin.TabularInline
-    FailingFormSetBase = BaseInlineFormSet
+    pass
 from .common import TaskAdminBase, _failing_count, _failing_url, _held_back
 from .failing import FailingInstructionInline
 

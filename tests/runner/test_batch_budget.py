@@ -6,6 +6,7 @@ import itertools
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
@@ -169,87 +170,70 @@ def test_a_schedule_stuck_in_a_query_is_cut_and_its_claims_roll_back(make_task):
         assert report.errors == ()
 
 
+class StuckBatch:
+    """A batch of ``[stuck, other]`` run by runner r1 in its own thread; r2 waits for the other.
+
+    ``stuck``'s schedule sleeps 6 s in the database. :meth:`seconds_until_free`
+    says how long r2 had to wait before ``other``'s row was no longer held
+    (r2 then attempts it, or finds it attempted or not due).
+    """
+
+    def __init__(self, make_task: Any, in_other_thread: Any, other_name: str) -> None:
+        self.sleeping = threading.Event()
+
+        def stuck_schedule(context: Any) -> list[str]:
+            self.sleeping.set()
+            database_sleep(6)
+            return []
+
+        self.stuck = make_task("stuck", stuck_schedule, delay=30.0)
+        self.other = make_task(other_name, delay=30.0)
+        sync_tasks([self.stuck, self.other])
+        self.outcome: list[object] = []
+        self._in_other_thread = in_other_thread
+
+    def _run(self) -> None:
+        batch = [self.stuck, self.other]
+        try:
+            runner = DatabaseCycleRunner(hostname="r1")
+            self.outcome.extend(self._in_other_thread(lambda: runner.run_batch(batch)))
+        except Exception as error:
+            self.outcome.append(error)
+
+    def seconds_until_free(self) -> float | None:
+        thread = threading.Thread(target=self._run, daemon=True)
+        other = DatabaseCycleRunner(hostname="r2")
+        thread.start()
+        assert self.sleeping.wait(5)  # the batch holds both rows now
+        began = time.monotonic()
+        freed = None
+        while time.monotonic() - began < 8:
+            if other.run(self.other).waiting != "attempted by another runner":
+                freed = time.monotonic() - began
+                break
+            time.sleep(0.05)
+        thread.join(10)
+        assert len(self.outcome) == 2, self.outcome  # the batch ran: a report per task
+        return freed
+
+
 @servers_only
 @override_settings(PLANTON_BATCH_TIME_BUDGET=0.3)
 def test_another_runner_gets_the_batchs_other_tasks_within_the_budget(make_task, in_other_thread):
     """The issue's case: one stuck schedule kept its batch's rows locked on every runner."""
-    sleeping = threading.Event()
-
-    def stuck_schedule(context):
-        sleeping.set()
-        database_sleep(6)
-        return []
-
-    stuck = make_task("stuck", stuck_schedule, delay=30.0)
-    quick = make_task("quick", delay=30.0)
-    sync_tasks([stuck, quick])
-    outcome: list[object] = []
-
-    def run_the_batch() -> None:
-        try:
-            outcome.extend(
-                in_other_thread(
-                    lambda: DatabaseCycleRunner(hostname="r1").run_batch([stuck, quick])
-                )
-            )
-        except Exception as error:
-            outcome.append(error)
-
-    batch = threading.Thread(target=run_the_batch, daemon=True)
-    other = DatabaseCycleRunner(hostname="r2")
-
-    batch.start()
-    assert sleeping.wait(5)  # the batch holds both rows now
-    began = time.monotonic()
-    attempted_at = None
-    while time.monotonic() - began < 8:
-        # Free again: attempted by this runner now, or already by the batch's.
-        if other.run(quick).waiting != "attempted by another runner":
-            attempted_at = time.monotonic() - began
-            break
-        time.sleep(0.05)
-    batch.join(10)
-
-    assert len(outcome) == 2, outcome  # the batch ran: a report per task
-    assert attempted_at is not None
-    assert attempted_at < 2.0, f"the quick task's row was locked for {attempted_at:.1f}s"
+    freed = StuckBatch(make_task, in_other_thread, "quick").seconds_until_free()
+    assert freed is not None
+    assert freed < 2.0, f"the quick task's row was locked for {freed:.1f}s"
 
 
 @servers_only
 @override_settings(PLANTON_BATCH_TIME_BUDGET=0.3)
 def test_a_lone_due_schedule_is_cut_too_when_its_batch_holds_other_rows(make_task, in_other_thread):
     """Only one task of the batch is due, but the batch locked the others' rows as well."""
-    sleeping = threading.Event()
-
-    def stuck_schedule(context):
-        sleeping.set()
-        database_sleep(6)
-        return []
-
-    stuck = make_task("stuck", stuck_schedule, delay=30.0)
-    resting = make_task("resting", delay=30.0)
-    sync_tasks([stuck, resting])
+    batch = StuckBatch(make_task, in_other_thread, "resting")
     MaintenanceTask.objects.filter(nid="resting").update(
         next_attempt_at=timezone.now() + timedelta(hours=1)
     )
-    batch = threading.Thread(
-        target=lambda: in_other_thread(
-            lambda: DatabaseCycleRunner(hostname="r1").run_batch([stuck, resting])
-        ),
-        daemon=True,
-    )
-    other = DatabaseCycleRunner(hostname="r2")
-
-    batch.start()
-    assert sleeping.wait(5)
-    began = time.monotonic()
-    freed_at = None
-    while time.monotonic() - began < 8:
-        if other.run(resting).waiting != "attempted by another runner":
-            freed_at = time.monotonic() - began
-            break
-        time.sleep(0.05)
-    batch.join(10)
-
-    assert freed_at is not None
-    assert freed_at < 2.0, f"the resting task's row was locked for {freed_at:.1f}s"
+    freed = batch.seconds_until_free()
+    assert freed is not None
+    assert freed < 2.0, f"the resting task's row was locked for {freed:.1f}s"
