@@ -236,7 +236,7 @@ def test_blocked_schedule_with_the_quiet_tasks_going_on_passes() -> None:
     findings = checks.blocked_schedule(blocked(), known=())
     assert findings.ok
     assert dict(findings.summary)["blocked schedule: longest gaps"] == (
-        "idle_probe 1.00s, bad_input_probe 1.00s over a 7s block (limit 3s)"
+        "idle_probe 1.00s, bad_input_probe 1.00s over a 7s block (limit 4s)"
     )
 
 
