@@ -18,7 +18,6 @@ or for every task with the setting ``PLANTON_EXECUTOR``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -27,11 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
 
 if TYPE_CHECKING:
     from .core import Task
     from .models import MaintenanceTaskExecution
+    from .runner.connections import ConnectionTracker
 
 __all__ = [
     "STOPPED_REASON",
@@ -112,8 +111,9 @@ class Threads(Executor):
         self._pending: dict[int, tuple[Task, MaintenanceTaskExecution, float]] = {}
         self._running = 0
         self._stopping = False
-        #: The connections the pool's threads opened, so that they can be closed when idle.
-        self._tracked: set[BaseDatabaseWrapper] = set()
+        #: The connections the pool's threads opened, by alias, so that they can be closed
+        #: when idle.
+        self._trackers: dict[str, ConnectionTracker] = {}
 
     def __repr__(self) -> str:
         return f"Threads(max_workers={self.max_workers!r})"
@@ -155,11 +155,9 @@ class Threads(Executor):
         with self._lock:
             if self._running:
                 return  # a receiver at work keeps its connection
-            tracked, self._tracked = self._tracked, set()
-        for connection in tracked:
-            with contextlib.suppress(DatabaseError):
-                connection.close()
-            connection.dec_thread_sharing()
+            trackers = list(self._trackers.values())
+        for tracker in trackers:
+            tracker.close_all()
 
     def _run(self, key: int) -> None:
         from .runner.dispatch import run_receivers
@@ -173,22 +171,27 @@ class Threads(Executor):
         try:
             run_receivers(task, execution, handed_at=handed_at)
         finally:
-            _tidy_connections()
-            self._track_connections()
+            self._after_receiver()
             with self._lock:
                 self._running -= 1
                 self._lock.notify_all()
 
-    def _track_connections(self) -> None:
-        """Note this thread's open connections, so that another thread may close them."""
+    def _after_receiver(self) -> None:
+        """Drop this thread's connections an error left broken; note the others for closing.
+
+        A healthy connection stays open for the thread's next receiver.
+        """
+        from .runner.connections import ConnectionTracker, ensure_usable
+
         for connection in connections.all(initialized_only=True):
+            ensure_usable(connection.alias)
             if connection.connection is None:
                 continue
             with self._lock:
-                if connection in self._tracked:
-                    continue
-                self._tracked.add(connection)
-            connection.inc_thread_sharing()
+                tracker = self._trackers.get(connection.alias)
+                if tracker is None:
+                    tracker = self._trackers[connection.alias] = ConnectionTracker(connection.alias)
+            tracker.track()
 
     def _terminate(self, executions: list[MaintenanceTaskExecution]) -> None:
         """End the executions whose receivers never ran, so their slots free at once."""
@@ -218,18 +221,6 @@ class Threads(Executor):
                     len(ended),
                     STOPPED_REASON,
                 )
-
-
-def _tidy_connections() -> None:
-    """After a receiver: drop this thread's connections that an error left unusable.
-
-    A healthy connection stays open for the thread's next receiver.
-    """
-    for connection in connections.all(initialized_only=True):
-        if connection.connection is None or connection.in_atomic_block:
-            continue
-        if connection.errors_occurred and not connection.is_usable():
-            connection.close()
 
 
 _defaults: dict[object, Executor] = {}

@@ -71,14 +71,18 @@ class DjangoTasks(Executor):
         )
 
     def submit(self, task: Task, executions: Sequence[MaintenanceTaskExecution]) -> None:
+        where = f"Django's tasks backend {self.backend!r}"
+        try:
+            bound: Any = run_receivers.using(
+                queue_name=self.queue_name, backend=self.backend, priority=self.priority
+            )
+        except Exception as error:  # an unknown backend or queue: nothing can be enqueued
+            for execution in executions:
+                fail_unsent(task, execution, error, where=where)
+            return
         for execution in executions:
             using = execution._state.db or DEFAULT_DB_ALIAS
             try:
-                bound: Any = run_receivers.using(
-                    queue_name=self.queue_name, backend=self.backend, priority=self.priority
-                )
                 bound.enqueue(execution.pk, task.name, using)
-            except Exception as error:  # a backend that is down or unknown: fail this one, go on
-                fail_unsent(
-                    task, execution, error, where=f"Django's tasks backend {self.backend!r}"
-                )
+            except Exception as error:  # a backend that is down: fail this one, go on
+                fail_unsent(task, execution, error, where=where)

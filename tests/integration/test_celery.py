@@ -9,21 +9,19 @@ is down fails the executions it could not take.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from scripts import redis
 
 from .conftest import ROOT, subprocess_env
-from .test_django_tasks import query
+from .test_django_tasks import error_message, executions, query
 from .testapp.tasks import CELERY_QUEUE, RAN_BY_PREFIX
 
 pytestmark = [
@@ -51,21 +49,6 @@ def manage(url: str, broker_url: str, *args: str) -> subprocess.CompletedProcess
         timeout=120,
         check=False,
     )
-
-
-def executions(url: str) -> dict[str, tuple[Any, ...]]:
-    rows = query(
-        url,
-        "SELECT e.instruction, e.ended_at, e.terminated_reason, e.error "
-        "FROM maintenance_task_execution e JOIN maintenance_task t "
-        "ON t.id = e.maintenance_task_id WHERE t.nid = %s",
-        (TASK,),
-    )
-    return {row[0]: row[1:] for row in rows}
-
-
-def message(error: Any) -> str:
-    return (json.loads(error) if isinstance(error, str) else error)["message"]
 
 
 def test_receivers_run_in_the_celery_worker_and_skip_what_ended_meanwhile(
@@ -100,7 +83,7 @@ def test_receivers_run_in_the_celery_worker_and_skip_what_ended_meanwhile(
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            ended = executions(url)
+            ended = executions(url, TASK)
             if all(values[0] is not None for values in ended.values()):
                 break
             time.sleep(0.2)
@@ -109,7 +92,7 @@ def test_receivers_run_in_the_celery_worker_and_skip_what_ended_meanwhile(
         worker.wait(30)
     output = log.read_text()
 
-    ended = executions(url)
+    ended = executions(url, TASK)
     assert all(values[0] is not None for values in ended.values()), (ended, output[-3000:])
     ran_by = [
         name
@@ -124,7 +107,7 @@ def test_receivers_run_in_the_celery_worker_and_skip_what_ended_meanwhile(
         assert ended[name][2] is None
     assert ended["celery-gone"][1] == "operator"
     assert "no longer running" in output
-    assert message(ended["celery-raise"][2]) == "the receiver of celery-raise raised"
+    assert error_message(ended["celery-raise"][2]) == "the receiver of celery-raise raised"
 
 
 def test_a_broker_that_is_down_fails_the_executions_it_could_not_take(subprocess_database_url):
@@ -137,8 +120,8 @@ def test_a_broker_that_is_down_fails_the_executions_it_could_not_take(subprocess
 
     assert planton.returncode == 0, planton.stderr
     assert took < 60
-    [(ended_at, reason, error)] = executions(url).values()
+    [(ended_at, reason, error)] = executions(url, TASK).values()
     assert ended_at is not None
     assert reason is None
-    assert "refused" in message(error).lower()  # the broker's error, recorded
+    assert "refused" in error_message(error).lower()  # the broker's error, recorded
     assert "handing execution" in planton.stderr

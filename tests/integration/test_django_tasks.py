@@ -51,14 +51,14 @@ def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, .
         return list(cursor.fetchall()) if cursor.description else []
 
 
-def executions(url: str) -> dict[str, tuple[Any, ...]]:
-    """instruction -> (ended_at, terminated_reason, error), for the bridged task."""
+def executions(url: str, task: str = TASK) -> dict[str, tuple[Any, ...]]:
+    """instruction -> (ended_at, terminated_reason, error), for a bridged task."""
     rows = query(
         url,
         "SELECT e.instruction, e.ended_at, e.terminated_reason, e.error "
         "FROM maintenance_task_execution e JOIN maintenance_task t "
         "ON t.id = e.maintenance_task_id WHERE t.nid = %s",
-        (TASK,),
+        (task,),
     )
     return {row[0]: row[1:] for row in rows}
 
