@@ -29,13 +29,14 @@ from .querysets import (
 )
 from .reconnect import retrying_lost_connections
 from .sql import DatabaseNow, read_database_now, update_row
-from .states import ExecutionState, describe_error, ended_values
+from .states import ExecutionState, Outcome, describe_error, ended_values, outcome_of
 
 __all__ = [
     "ExecutionState",
     "FailingInstruction",
     "MaintenanceTask",
     "MaintenanceTaskExecution",
+    "Outcome",
     "describe_error",
 ]
 
@@ -212,6 +213,13 @@ class MaintenanceTaskExecution(models.Model):
     @property
     def is_running(self) -> bool:
         return self.ended_at is None
+
+    @property
+    def outcome(self) -> Outcome:
+        """Running, Succeeded, Failed or Terminated (see :class:`Outcome`)."""
+        return outcome_of(
+            ended_at=self.ended_at, terminated_at=self.terminated_at, error=self.error
+        )
 
     def _own_queryset(self) -> MaintenanceTaskExecutionQuerySet:
         return type(self).objects.using(self._state.db or "default").filter(pk=self.pk)

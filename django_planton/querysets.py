@@ -12,7 +12,7 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, Q
 from . import retries, signals
 from .reconnect import retrying_lost_connections
 from .sql import DatabaseNow, read_database_now
-from .states import describe_error, ended_values
+from .states import Outcome, describe_error, ended_values
 
 if TYPE_CHECKING:
     # MaintenanceTask is used as a string type argument, which linters do not see.
@@ -53,12 +53,27 @@ class MaintenanceTaskExecutionQuerySet(models.QuerySet["MaintenanceTaskExecution
     def finished(self) -> MaintenanceTaskExecutionQuerySet:
         return self.filter(ended_at__isnull=False)
 
+    def succeeded(self) -> MaintenanceTaskExecutionQuerySet:
+        """Ended without an error and not terminated (outcome ``Succeeded``)."""
+        return self.filter(ended_at__isnull=False, terminated_at__isnull=True, error__isnull=True)
+
     def failed(self) -> MaintenanceTaskExecutionQuerySet:
-        """Executions that ended with an error (``fail()``, or a receiver that raised)."""
-        return self.filter(error__isnull=False)
+        """Ended with an error (``fail()``, or a receiver that raised), not terminated."""
+        return self.filter(ended_at__isnull=False, terminated_at__isnull=True, error__isnull=False)
 
     def terminated(self) -> MaintenanceTaskExecutionQuerySet:
+        """Ended by the runner or an operator (outcome ``Terminated``)."""
         return self.filter(terminated_at__isnull=False)
+
+    def with_outcome(self, outcome: str) -> MaintenanceTaskExecutionQuerySet:
+        """The executions of one :class:`~django_planton.states.Outcome` (its value)."""
+        selectors = {
+            Outcome.RUNNING: self.running,
+            Outcome.SUCCEEDED: self.succeeded,
+            Outcome.FAILED: self.failed,
+            Outcome.TERMINATED: self.terminated,
+        }
+        return selectors[Outcome(outcome)]()
 
     def for_task(self, name: str) -> MaintenanceTaskExecutionQuerySet:
         return self.filter(maintenance_task__nid=name)

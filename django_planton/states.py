@@ -14,12 +14,44 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
-__all__ = ["ExecutionState", "describe_error", "ended_values"]
+__all__ = ["ExecutionState", "Outcome", "describe_error", "ended_values", "outcome_of"]
 
 
 class ExecutionState(models.TextChoices):
     RUNNING = "RUNNING", _("Running")
     COMPLETED = "COMPLETED", _("Completed")
+
+
+class Outcome(models.TextChoices):
+    """What became of an execution, derived from the reference schema's columns.
+
+    The stored ``state`` only says RUNNING or COMPLETED, as in the reference;
+    operators need to tell a success from a failure and a termination:
+
+    - ``RUNNING``: ``ended_at`` is empty;
+    - ``TERMINATED``: ``terminated_at`` is set (the runner or an operator ended it);
+    - ``FAILED``: ended with an ``error`` (``fail()``, or a receiver that raised);
+    - ``SUCCEEDED``: ended, with neither.
+
+    The queryset methods ``running()``, ``succeeded()``, ``failed()`` and
+    ``terminated()`` select the same rows as :func:`outcome_of` names.
+    """
+
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    TERMINATED = "terminated", _("Terminated")
+
+
+def outcome_of(*, ended_at: datetime | None, terminated_at: datetime | None, error: Any) -> Outcome:
+    """The :class:`Outcome` of an execution with these column values."""
+    if ended_at is None:
+        return Outcome.RUNNING
+    if terminated_at is not None:
+        return Outcome.TERMINATED
+    if error is not None:
+        return Outcome.FAILED
+    return Outcome.SUCCEEDED
 
 
 def describe_error(error: BaseException | str | dict[str, Any]) -> dict[str, Any]:

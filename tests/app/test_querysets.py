@@ -12,7 +12,12 @@ import pytest
 from django.utils import timezone
 
 from django_planton import signals
-from django_planton.models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
+from django_planton.models import (
+    ExecutionState,
+    MaintenanceTask,
+    MaintenanceTaskExecution,
+    Outcome,
+)
 from django_planton.sql import read_database_now
 
 from ..factories import MaintenanceTaskExecutionFactory, MaintenanceTaskFactory
@@ -238,3 +243,35 @@ def test_a_failing_execution_terminated_receiver_does_not_stop_the_others(
         signals.execution_terminated.disconnect(broken)
     assert len(terminated) == len(ended) == 2
     assert "receiver broke" in caplog.text
+
+
+# -- outcomes -----------------------------------------------------------------------
+
+
+def test_each_execution_has_one_outcome_and_its_queryset_method_selects_it(mixed_executions):
+    e = mixed_executions
+    terminated = MaintenanceTaskExecutionFactory(
+        maintenance_task=e["running_first"].maintenance_task, terminated=True
+    )
+    executions = MaintenanceTaskExecution.objects
+    expected = {
+        Outcome.RUNNING: {e["running_first"].pk, e["running_second"].pk},
+        Outcome.SUCCEEDED: {e["completed_first"].pk},
+        Outcome.FAILED: {e["failed_second"].pk},
+        Outcome.TERMINATED: {terminated.pk},
+    }
+    for outcome, pks in expected.items():
+        assert running_ids(executions.with_outcome(outcome)) == pks, outcome
+        for execution in executions.filter(pk__in=pks):
+            assert execution.outcome == outcome
+    assert running_ids(executions.succeeded()) == expected[Outcome.SUCCEEDED]
+    assert str(Outcome.FAILED.label) == "Failed"
+
+
+def test_a_terminated_execution_is_not_counted_as_failed_even_with_an_error(mixed_executions):
+    e = mixed_executions
+    execution = e["running_first"]
+    MaintenanceTaskExecution.objects.filter(pk=execution.pk).terminate("stuck")
+    MaintenanceTaskExecution.objects.filter(pk=execution.pk).update(error={"type": "X"})
+    assert execution.pk not in running_ids(MaintenanceTaskExecution.objects.failed())
+    assert MaintenanceTaskExecution.objects.get(pk=execution.pk).outcome == Outcome.TERMINATED
