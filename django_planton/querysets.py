@@ -20,12 +20,14 @@ if TYPE_CHECKING:
         FailingInstruction,
         MaintenanceTask,
         MaintenanceTaskExecution,
+        RunnerProcess,
     )
 
 __all__ = [
     "FailingInstructionQuerySet",
     "MaintenanceTaskExecutionQuerySet",
     "MaintenanceTaskQuerySet",
+    "RunnerProcessQuerySet",
 ]
 
 
@@ -202,3 +204,13 @@ class FailingInstructionQuerySet(models.QuerySet["FailingInstruction"]):
         return self.filter(given_up_at__isnull=True).update(
             given_up_at=DatabaseNow(), retry_at=None
         )
+
+
+class RunnerProcessQuerySet(models.QuerySet["RunnerProcess"]):
+    def alive(self) -> RunnerProcessQuerySet:
+        """Runners whose last heartbeat is recent enough, by the database's clock."""
+        return self.filter(dead_after__gte=DatabaseNow())
+
+    def dead(self) -> RunnerProcessQuerySet:
+        """Runners not seen for three heartbeat intervals, by the database's clock."""
+        return self.filter(dead_after__lt=DatabaseNow())

@@ -7,7 +7,12 @@ from datetime import timedelta
 import factory
 from django.utils import timezone
 
-from django_planton.models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
+from django_planton.models import (
+    ExecutionState,
+    MaintenanceTask,
+    MaintenanceTaskExecution,
+    RunnerProcess,
+)
 
 
 class MaintenanceTaskFactory(factory.django.DjangoModelFactory):
@@ -68,3 +73,26 @@ class UserAccountFactory(factory.django.DjangoModelFactory):
         )
 
     email = factory.Sequence(lambda n: f"user{n}@example.com")
+
+
+class RunnerProcessFactory(factory.django.DjangoModelFactory):
+    """An alive ``run_planton`` process, seen now; the ``dead`` trait for one seen long ago."""
+
+    class Meta:
+        model = RunnerProcess
+
+    class Params:
+        dead = factory.Trait(
+            last_seen_at=factory.LazyFunction(lambda: timezone.now() - timedelta(minutes=2)),
+        )
+
+    hostname = "test-host"
+    pid = factory.Sequence(lambda n: 10_000 + n)
+    started_at = factory.LazyAttribute(lambda o: o.last_seen_at - timedelta(minutes=10))
+    last_seen_at = factory.LazyFunction(timezone.now)
+    heartbeat_interval = 5.0
+    dead_after = factory.LazyAttribute(
+        lambda o: o.last_seen_at + timedelta(seconds=3 * o.heartbeat_interval)
+    )
+    tasks = factory.LazyFunction(lambda: [{"name": "task-0", "executor": "Inline"}])
+    version = "0.1.0"
