@@ -3,7 +3,7 @@
 The executors' drain with ``DjangoTasks`` runs its receivers in ``db_worker``
 processes: they must register the same task, with the same receiver, as the
 drain's own process does. ``PLANTON_BENCH_WORKER`` (``"<concurrency>:<work
-ms>"``) asks for it; without it this app does nothing.
+ms>:<receiver>"``) asks for it; without it this app does nothing.
 """
 
 import os
@@ -21,5 +21,5 @@ class BenchAppConfig(AppConfig):
             return
         from benchmarks.workloads.drain import register_worker_task
 
-        concurrency, work_ms = (int(part) for part in wanted.split(":"))
-        register_worker_task(concurrency, work_ms)
+        concurrency, work_ms, receiver = wanted.split(":")
+        register_worker_task(int(concurrency), int(work_ms), receiver)

@@ -63,9 +63,14 @@ def complete_only_receiver(progress: Progress) -> Receiver:
     return receiver
 
 
-def sleeping_receiver(progress: Progress, seconds: float) -> Receiver:
-    """The per-instruction receiver, after ``seconds`` of waiting (a mail server's answer)."""
-    work = per_instruction_receiver(progress)
+def sleeping_receiver(progress: Progress, seconds: float, *, marks: bool = True) -> Receiver:
+    """Waits ``seconds`` (a mail server's answer), then ends its execution.
+
+    ``marks``: then marks the account and completes, in a transaction (the
+    per-instruction receiver); else only completes (the schedule marked the
+    account, :func:`claim_and_mark`).
+    """
+    work = per_instruction_receiver(progress) if marks else complete_only_receiver(progress)
 
     def receiver(sender: Any, **kwargs: Any) -> None:
         time.sleep(seconds)
@@ -111,18 +116,16 @@ EXECUTORS: dict[str, Callable[[], Executor]] = {
 WORKERS = 2
 
 
-def register_worker_task(concurrency: int, work_ms: int) -> Task:
+def register_worker_task(concurrency: int, work_ms: int, receiver: str) -> Task:
     """In a db_worker: the drained task and its receiver, as the drain registered them."""
-    task = email_task("bench_drain", concurrency=concurrency, calculate_delay=drain_delay)
+    task = drain_task(receiver, concurrency, Progress(0), work_ms=work_ms)
     registry.register(task)
-    receiver = sleeping_receiver(Progress(0), work_ms / 1000)
-    task_dispatched.connect(receiver, sender=task, weak=False)
     return task
 
 
-def start_workers(concurrency: int, work_ms: int) -> list[subprocess.Popen[bytes]]:
+def start_workers(concurrency: int, work_ms: int, receiver: str) -> list[subprocess.Popen[bytes]]:
     """The db_worker processes that run the receivers of the DjangoTasks drain."""
-    env = {**os.environ, "PLANTON_BENCH_WORKER": f"{concurrency}:{work_ms}"}
+    env = {**os.environ, "PLANTON_BENCH_WORKER": f"{concurrency}:{work_ms}:{receiver}"}
     command = [sys.executable, "-m", "django", "db_worker", "--interval", "0.01"]
     command += ["--no-startup-delay"]
     return [
@@ -159,8 +162,11 @@ def drain_task(
     task = email_task("bench_drain", concurrency=concurrency, calculate_delay=drain_delay)
     if executor:
         registry.register(task, executor=EXECUTORS[executor]())
-    if receiver == "sleep":
-        receiver_function = sleeping_receiver(progress, work_ms / 1000)
+    if receiver in ("sleep", "sleep-complete"):
+        marks = receiver == "sleep"
+        if not marks:
+            task = dataclasses.replace(task, schedule=claim_and_mark)
+        receiver_function = sleeping_receiver(progress, work_ms / 1000, marks=marks)
         task_dispatched.connect(receiver_function, sender=task, weak=False)
     elif receiver == "batch":
         batch_dispatched.connect(batch_receiver(progress), sender=task, weak=False)
@@ -188,7 +194,11 @@ def run(params: Params) -> Result:
     )
     runner = Runner([task], around_attempt=profiles.around_attempt if profiles else None)
     elsewhere = params.get("executor") == "django-tasks"  # the receivers run in db_workers
-    workers = start_workers(concurrency, int(params.get("work_ms", 0))) if elsewhere else []
+    workers = (
+        start_workers(concurrency, int(params.get("work_ms", 0)), params["receiver"])
+        if elsewhere
+        else []
+    )
     meter = Meter(counter)
     meter.start()
     runner.start()
