@@ -134,7 +134,7 @@ def test_percentiles_come_from_the_durations_that_ended_in_the_last_day(now):
 
 
 def test_percentiles_read_the_newest_sample_of_each_task(now, monkeypatch):
-    monkeypatch.setattr(status, "DURATION_SAMPLE", 3)
+    monkeypatch.setattr(status.reading, "DURATION_SAMPLE", 3)
     for name in ("a", "b"):
         task = MaintenanceTaskFactory(nid=name)
         for seconds in range(1, 7):  # the newest executions are the quickest
