@@ -40,6 +40,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ from django.db import transaction
 from django.dispatch import Signal
 
 from .core import error_log
+from .errors import PlantonError
 from .registry import registry
 
 if TYPE_CHECKING:
@@ -80,26 +82,99 @@ def send_and_log(
     """Send ``signal`` to every receiver; log each one that raised and return their errors.
 
     A receiver's bug must not stop the runner nor keep the other receivers
-    from their signal.
+    from their signal. ``task_dispatched`` with no receiver at all returns a
+    :class:`NoReceiverError`: nobody would ever end the execution, which would
+    hold its slot until its maximum duration.
     """
+    responses = signal.send_robust(sender=sender, task_name=task_name, **kwargs)
+    if signal is task_dispatched and not responses:
+        return [_no_receiver(task_name, kwargs.get("execution"))]
     errors: list[BaseException] = []
-    for receiver, response in signal.send_robust(sender=sender, task_name=task_name, **kwargs):
+    for receiver, response in responses:
         if isinstance(response, Exception):
             # The traceback once per distinct error: an outage fails them all alike.
             error_log.report(
-                f"A receiver of {_names.get(signal, 'a signal')} failed for task {task_name} "
-                f"({getattr(receiver, '__qualname__', receiver)!s})",
+                _failure_line(signal, task_name, receiver, kwargs),
                 response,
-                extra={"task_name": task_name, **_log_fields(kwargs)},
+                extra={
+                    "task_name": task_name,
+                    "receiver": receiver_name(receiver),
+                    **_log_fields(kwargs),
+                },
             )
             errors.append(response)
     return errors
 
 
+class NoReceiverError(PlantonError):
+    """A task dispatched an instruction that no ``task_dispatched`` receiver listens to."""
+
+    code = "NO_RECEIVER"
+
+    def __init__(self, task_name: str) -> None:
+        super().__init__(
+            f"No task_dispatched receiver listens to task {task_name}: connect one with "
+            f"task_dispatched.connect(receiver, sender=<the task>) in an AppConfig.ready()."
+        )
+        self.task_name = task_name
+
+
+_warned_no_receiver: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _no_receiver(task_name: str, execution: Any) -> NoReceiverError:
+    """The error that fails an execution nobody receives; a warning once per task and process."""
+    with _warned_lock:
+        first = task_name not in _warned_no_receiver
+        _warned_no_receiver.add(task_name)
+    if first:
+        logger.warning(
+            "Task %s has no task_dispatched receiver: its executions (execution %s the first) "
+            "fail at once instead of holding their slots until their maximum duration. "
+            "Connect one with task_dispatched.connect(receiver, sender=<the task>).",
+            task_name,
+            getattr(execution, "pk", None),
+            extra={"task_name": task_name, **_log_fields({"execution": execution})},
+        )
+    return NoReceiverError(task_name)
+
+
+def receiver_name(receiver: Any) -> str:
+    """A receiver by its dotted name (``myapp.receivers.send_mail``), never a memory address.
+
+    Bound methods read ``module.Class.method``, partials as their function, and
+    callable objects as their class.
+    """
+    target = getattr(receiver, "func", receiver)  # functools.partial
+    if not hasattr(target, "__qualname__"):
+        target = type(target)
+    module = getattr(target, "__module__", None)
+    return f"{module}.{target.__qualname__}" if module else str(target.__qualname__)
+
+
+def _failure_line(signal: Signal, task_name: str, receiver: Any, kwargs: dict[str, Any]) -> str:
+    """What failed, for the log: the signal, the task, the execution and its instruction."""
+    where = [f"task {task_name}"]
+    execution = kwargs.get("execution")
+    execution_id = getattr(execution, "pk", None)
+    if execution_id is not None:
+        where.append(f"execution {execution_id}")
+    if execution is not None:
+        where.append(f"instruction {execution.instruction!r}")
+    if "executions" in kwargs:
+        where.append(f"{len(kwargs['executions'])} execution(s)")
+    return (
+        f"A receiver of {_names.get(signal, 'a signal')} failed for {', '.join(where)} "
+        f"({receiver_name(receiver)})"
+    )
+
+
 def _log_fields(kwargs: dict[str, Any]) -> dict[str, Any]:
-    if "execution" in kwargs:
-        return {"instruction": kwargs["execution"].instruction}
-    return {}
+    execution = kwargs.get("execution")
+    if execution is None:
+        return {}
+    return {"instruction": execution.instruction, "execution_id": getattr(execution, "pk", None)}
 
 
 def announce_ended(task_ids: set[int], *, using: str) -> None:
@@ -137,6 +212,7 @@ def send_terminated(executions: Iterable[MaintenanceTaskExecution], reason: str)
 
 
 __all__ = [
+    "NoReceiverError",
     "batch_dispatched",
     "execution_terminated",
     "executions_ended",

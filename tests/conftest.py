@@ -8,6 +8,8 @@ database, shared with ``app/`` and ``integration/``) and
 
 * ``planton_registry`` empties the global task registry for one test and
   restores it afterwards, so that no test leaks tasks into another.
+* Every task has a ``task_dispatched`` receiver that leaves its executions
+  running (``a_receiver_for_every_task``); ``no_default_receiver`` removes it.
 """
 
 from __future__ import annotations
@@ -85,3 +87,35 @@ def stop_the_default_executor() -> Iterator[None]:
     executor = default_executor()
     executor.wait(30)
     executor.stop(30)
+
+
+# -- a receiver for every task ------------------------------------------------------
+
+_LEAVE_RUNNING = "tests.leave_running"
+
+
+def _leave_running(sender: Any, **kwargs: Any) -> None:
+    """Takes the execution and leaves it running, as a receiver that hands it on would."""
+
+
+@pytest.fixture(autouse=True)
+def a_receiver_for_every_task() -> Iterator[None]:
+    """Connect a receiver to every sender of ``task_dispatched`` for the test.
+
+    Most tests end their executions themselves, as a worker elsewhere would;
+    without any receiver the runner fails an execution at once
+    (``signals.NoReceiverError``).
+    """
+    from django_planton.signals import task_dispatched
+
+    task_dispatched.connect(_leave_running, dispatch_uid=_LEAVE_RUNNING)
+    yield
+    task_dispatched.disconnect(dispatch_uid=_LEAVE_RUNNING)
+
+
+@pytest.fixture
+def no_default_receiver(a_receiver_for_every_task: None) -> None:
+    """Only the test's own ``task_dispatched`` receivers: a task may have none."""
+    from django_planton.signals import task_dispatched
+
+    task_dispatched.disconnect(dispatch_uid=_LEAVE_RUNNING)
