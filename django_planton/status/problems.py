@@ -42,22 +42,26 @@ def _no_runner(status: FleetStatus) -> str:
 
 
 def _failed_attempt(task: TaskStatus, now: datetime) -> str:
-    first_line = task.last_error.strip().splitlines()[-1] if task.last_error.strip() else ""
+    last_line = task.last_error.strip().splitlines()[-1] if task.last_error.strip() else ""
     when = ""
     if task.last_error_at is not None:
         when = f" {describe_seconds((now - task.last_error_at).total_seconds())} ago"
-    return f"the last attempt failed{when}: {first_line[:200]}"
+    return f"the last attempt failed{when}: {last_line[:200]}"
 
 
 def describe_seconds(seconds: float) -> str:
-    """A duration as people say it: "12 s", "3 min", "2 h 5 min", "3 d"."""
+    """A duration as people say it: "40 ms", "12 s", "3 min", "2 h 5 min", "3 d"."""
     seconds = abs(seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
-    minutes = int(seconds // 60)
+    if seconds < 0.9995:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    if seconds < 59.5:
+        return f"{seconds:.0f} s"
+    minutes = max(1, round(seconds / 60))
     if minutes < 60:
         return f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     if hours < 48:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{hours // 24} d"
+    return f"{round(hours / 24)} d"

@@ -286,9 +286,12 @@ def test_to_json_has_the_issue_keys_and_iso_times(busy_task):
 
 
 def test_describe_seconds():
+    assert status.describe_seconds(0.0421) == "42 ms"
     assert status.describe_seconds(4.25) == "4.2 s"
     assert status.describe_seconds(12) == "12 s"
+    assert status.describe_seconds(59.9) == "1 min"
     assert status.describe_seconds(185) == "3 min"
+    assert status.describe_seconds(-200) == "3 min"
     assert status.describe_seconds(2 * 3600 + 300) == "2 h 5 min"
     assert status.describe_seconds(5 * 86400) == "5 d"
 
