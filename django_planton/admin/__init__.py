@@ -6,7 +6,7 @@ Failing instructions are read-only too; releasing them ("retry now") and
 giving them up are actions that need the change permission on them.
 """
 
-from .executions import MaintenanceTaskExecutionAdmin, TerminatedFilter
+from .executions import MaintenanceTaskExecutionAdmin, OutcomeFilter
 from .failing import FailingInstructionAdmin, FailingInstructionInline, FailingStateFilter
 from .tasks import MaintenanceTaskAdmin
 
@@ -16,5 +16,5 @@ __all__ = [
     "FailingStateFilter",
     "MaintenanceTaskAdmin",
     "MaintenanceTaskExecutionAdmin",
-    "TerminatedFilter",
+    "OutcomeFilter",
 ]
