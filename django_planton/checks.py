@@ -34,6 +34,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         "PLANTON_POLL_INTERVAL",
         "PLANTON_MAX_WAIT",
         "PLANTON_HOUSEKEEPING_INTERVAL",
+        "PLANTON_HEARTBEAT_INTERVAL",
         "PLANTON_MAX_INSTRUCTION_LENGTH",
         "PLANTON_BATCH_TIME_BUDGET",
     ):

@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds between two rounds of housekeeping (ending overdue executions,
     # pruning old ones).
     "PLANTON_HOUSEKEEPING_INTERVAL": 5.0,
+    # Seconds between two heartbeats of a runner's row (planton_runner); a
+    # runner not seen for three intervals is dead.
+    "PLANTON_HEARTBEAT_INTERVAL": 5.0,
     # Longest instruction, in characters, that a schedule may return.
     "PLANTON_MAX_INSTRUCTION_LENGTH": 1024,
     # Recorded on each execution; defaults to this machine's host name.
@@ -89,6 +92,7 @@ class PlantonSettings:
     poll_interval: float
     max_wait: float
     housekeeping_interval: float
+    heartbeat_interval: float
     max_instruction_length: int
     hostname: str
     slow_cycle_warning: float | None
@@ -110,6 +114,7 @@ def planton_settings() -> PlantonSettings:
         poll_interval=float(value["PLANTON_POLL_INTERVAL"]),
         max_wait=float(value["PLANTON_MAX_WAIT"]),
         housekeeping_interval=float(value["PLANTON_HOUSEKEEPING_INTERVAL"]),
+        heartbeat_interval=float(value["PLANTON_HEARTBEAT_INTERVAL"]),
         max_instruction_length=int(value["PLANTON_MAX_INSTRUCTION_LENGTH"]),
         hostname=str(value["PLANTON_HOSTNAME"] or socket.gethostname()),
         slow_cycle_warning=_seconds_or_none(value["PLANTON_SLOW_CYCLE_WARNING"]),

@@ -394,4 +394,9 @@ class RunnerProcess(models.Model):
     @property
     def identity(self) -> str:
         """``host:pid``, the name the runner leaves on the executions it dispatches."""
-        return f"{self.hostname}:{self.pid}"
+        return self.identity_of(self.hostname, self.pid)
+
+    @staticmethod
+    def identity_of(hostname: str, pid: int) -> str:
+        """``host:pid``: what the ``hostname`` column of a runner's executions holds."""
+        return f"{hostname}:{pid}"

@@ -5,7 +5,9 @@ this class directly. The threads of a process, all started in :meth:`start`:
 
 - the core loop's timer and its worker pool (``planton-timer``,
   ``planton-worker-N``): the cycles;
-- ``planton-housekeeping``: overdue executions and pruning (:mod:`.housekeeping`);
+- ``planton-housekeeping``: overdue executions, dead runners' executions and
+  pruning (:mod:`.housekeeping`);
+- ``planton-heartbeat``: this runner's row in ``planton_runner`` (:mod:`.heartbeat`);
 - ``planton-listener``, on PostgreSQL: wake-ups from other processes (:mod:`..notify`);
 - ``planton-watchdog``: warns about cycles that run too long (:mod:`..core.watchdog`).
 """
@@ -26,6 +28,7 @@ from ..executors import Executor, executor_for
 from ..notify import EndedListener, listening_supported
 from ..registry import registry
 from .cycle import DatabaseCycleRunner
+from .heartbeat import Heartbeat
 from .housekeeping import Housekeeper
 from .timeouts import ConnectionLimits
 from .writes import sync_tasks
@@ -70,6 +73,13 @@ class Runner:
             interval=float(housekeeping_interval or settings.housekeeping_interval),
             stopping=self._stopping,
         )
+        self.heartbeat = Heartbeat(
+            using=using,
+            hostname=self.cycle_runner.hostname,
+            tasks=self.tasks,
+            interval=settings.heartbeat_interval,
+        )
+        self.housekeeper.heartbeat = self.heartbeat
         self.listener: EndedListener | None = None
         #: The connect and statement timeouts, installed while the runner runs.
         self.connection_limits = ConnectionLimits(
@@ -85,7 +95,9 @@ class Runner:
     def run_once(self) -> list[CycleReport]:
         """One cycle of each task that is due, then housekeeping; for cron and tests.
 
-        The connection limits of :mod:`.timeouts` hold for the call.
+        The connection limits of :mod:`.timeouts` hold for the call. No row in
+        ``planton_runner``: the call returns once the receivers have run, so
+        there is nothing in flight for a heartbeat to vouch for.
         """
         with self.connection_limits.applied():
             self.wakeups.learn_ids(sync_tasks(self.tasks, using=self.using))
@@ -104,13 +116,15 @@ class Runner:
     def start(self) -> None:
         """Start scheduling in background threads and return.
 
-        Connections: one per worker thread, one for housekeeping and, on
-        PostgreSQL, one that listens for ended executions. The calling
-        thread's connection is closed once the tasks are synced. Each has the
-        connect and statement timeouts of :mod:`.timeouts`.
+        Connections: one per worker thread, one for housekeeping, one for the
+        heartbeat and, on PostgreSQL, one that listens for ended executions.
+        The calling thread's connection is closed once the tasks are synced
+        and this runner's row is inserted. Each has the connect and statement
+        timeouts of :mod:`.timeouts`.
         """
         self.connection_limits.install()
         self.wakeups.learn_ids(sync_tasks(self.tasks, using=self.using))
+        self.heartbeat.start()
         if not connections[self.using].in_atomic_block:
             connections[self.using].close()
         # In-process wake-ups always: they are dropped only while the listener
@@ -141,6 +155,8 @@ class Runner:
         for thread in (self.housekeeper.thread, self.listener):
             if thread is not None:
                 thread.join(timeout=timeout)
+        # Receivers still running keep the row: it turns dead, and other runners end them.
+        self.heartbeat.stop(remove=finished, timeout=timeout)
         if finished:
             self.cycle_runner.close_connections()
         self.cycle_runner.stop_threads()

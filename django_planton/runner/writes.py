@@ -7,6 +7,7 @@ statement; a batch's executions go in one INSERT. Signals go out on commit.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
@@ -15,7 +16,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ..core import CycleReport, DelayBounds, Task
-from ..models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution
+from ..models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution, RunnerProcess
 from ..sql import TaskRow, insert_executions, later, update_rows
 from .dispatch import dispatch, send_schedule_failed
 from .sandbox import Attempt
@@ -68,11 +69,18 @@ def sync_tasks(tasks: Sequence[Task], *, using: str = DEFAULT_DB_ALIAS) -> dict[
 
 
 class AttemptWriter:
-    """Writes a batch's attempts inside the cycle's transaction; one per cycle runner."""
+    """Writes a batch's attempts inside the cycle's transaction; one per cycle runner.
+
+    Each execution's ``hostname`` column holds the runner's identity,
+    ``host:pid`` (:attr:`RunnerProcess.identity`): when the runner dies, the
+    others' housekeeping finds the executions it ran in its own process by
+    it. The column is text in the reference schema, so no column changes.
+    """
 
     def __init__(self, *, using: str, hostname: str, bounds: DelayBounds) -> None:
         self.using = using
         self.hostname = hostname
+        self.identity = RunnerProcess.identity_of(hostname, os.getpid())
         self.bounds = bounds
 
     def write(self, attempts: list[Attempt], now: datetime) -> dict[str, tuple[CycleReport, int]]:
@@ -135,7 +143,7 @@ class AttemptWriter:
                 instruction=instruction,
                 attempt=attempt.execution_attempt(instruction),
                 started_at=now,
-                hostname=self.hostname,
+                hostname=self.identity,
                 state=ExecutionState.RUNNING,
                 created_at=now,
             )

@@ -6,6 +6,7 @@ from ``on_commit`` and background runners work on connections of their own.
 
 from __future__ import annotations
 
+import os
 import socket
 from datetime import timedelta
 
@@ -86,7 +87,7 @@ def test_a_due_cycle_dispatches_running_executions(
     for execution in executions:
         assert execution.state == ExecutionState.RUNNING
         assert execution.ended_at is None
-        assert execution.hostname == "test-host"
+        assert execution.hostname == f"test-host:{os.getpid()}"  # the runner's identity
         assert before <= execution.started_at <= after
     assert row("mail").last_dispatched_at == executions[0].started_at
 
@@ -321,7 +322,11 @@ def test_the_hostname_defaults_to_the_setting_then_the_machine(
     del settings.PLANTON_HOSTNAME
     MaintenanceTask.objects.filter(nid="hosts").update(next_attempt_at=None)
     make_runner([task], hostname=None).run_once()
-    assert [e.hostname for e in executions_of("hosts")] == ["box-1", socket.gethostname()]
+    pid = os.getpid()
+    assert [e.hostname for e in executions_of("hosts")] == [
+        f"box-1:{pid}",
+        f"{socket.gethostname()}:{pid}",
+    ]
 
 
 def test_a_raising_calculate_delay_falls_back_to_one_second(
