@@ -182,6 +182,11 @@ def starts_between(db: Database, task: str, start: datetime, end: datetime) -> l
     ]
 
 
+# The process's name (its STRESS_RUNNER) from an execution's hostname, which
+# holds the runner's identity, name:pid.
+HOST = "split_part(hostname, ':', 1)"
+
+
 def running_count(db: Database, hostnames: Sequence[str] | None = None) -> int:
     """Executions not ended yet, of every process or of those named."""
     if hostnames is None:
@@ -191,7 +196,7 @@ def running_count(db: Database, hostnames: Sequence[str] | None = None) -> int:
     return int(
         db.value(
             "SELECT count(*) FROM maintenance_task_execution WHERE ended_at IS NULL "
-            "AND hostname = ANY(%s)",
+            f"AND {HOST} = ANY(%s)",
             (list(hostnames),),
         )
     )
@@ -201,7 +206,7 @@ def hanging_count(db: Database, hostname: str) -> int:
     """Executions of ``hostname`` running for more than a second: it hangs in them."""
     return int(
         db.value(
-            "SELECT count(*) FROM maintenance_task_execution WHERE hostname = %s "
+            f"SELECT count(*) FROM maintenance_task_execution WHERE {HOST} = %s "
             "AND ended_at IS NULL AND started_at < now() - interval '1 second'",
             (hostname,),
         )
@@ -214,7 +219,7 @@ def running_of(db: Database, hostname: str) -> list[tuple[int, str]]:
         (int(pk), str(instruction))
         for pk, instruction in db.rows(
             "SELECT id, instruction FROM maintenance_task_execution "
-            "WHERE hostname = %s AND ended_at IS NULL ORDER BY id",
+            f"WHERE {HOST} = %s AND ended_at IS NULL ORDER BY id",
             (hostname,),
         )
     ]
@@ -251,7 +256,7 @@ def ended_executions(db: Database, ids: Sequence[int]) -> list[EndedExecution]:
 
 def terminated_since(db: Database, moment: datetime) -> list[Stranded]:
     rows = db.rows(
-        "SELECT id, hostname, started_at, terminated_at FROM maintenance_task_execution "
+        f"SELECT id, {HOST}, started_at, terminated_at FROM maintenance_task_execution "
         "WHERE terminated_at > %s ORDER BY id",
         (moment,),
     )
@@ -261,7 +266,7 @@ def terminated_since(db: Database, moment: datetime) -> list[Stranded]:
 def executions(db: Database) -> list[Execution]:
     rows = db.rows(
         "SELECT e.id, t.nid, e.instruction, e.started_at, e.ended_at, "
-        "coalesce(e.hostname, ''), "
+        "coalesce(split_part(e.hostname, ':', 1), ''), "
         "e.error IS NOT NULL, e.terminated_at, e.terminated_reason "
         "FROM maintenance_task_execution e JOIN maintenance_task t "
         "ON t.id = e.maintenance_task_id"
