@@ -113,3 +113,32 @@ def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                 )
             )
     return messages
+
+
+@register()
+def check_receivers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A registered task that no ``task_dispatched`` receiver listens to.
+
+    Its executions would never end: the runner fails each one at once
+    instead. Run after the apps are ready, so the receivers that
+    ``AppConfig.ready()`` connects are counted, those of every sender too.
+    """
+    from .registry import registry
+    from .signals import task_dispatched
+
+    return [
+        Warning(
+            f"No task_dispatched receiver listens to task {task.name!r}: the runner fails "
+            "each of its executions at once.",
+            hint=(
+                "Connect one in your AppConfig.ready(): "
+                f"task_dispatched.connect(receiver, sender=<the task {task.name!r}>), "
+                "where receiver(sender, instruction, execution, **kwargs) does the work "
+                "and ends the execution."
+            ),
+            obj=task.name,
+            id="django_planton.W002",
+        )
+        for task in registry
+        if not task_dispatched.has_listeners(sender=task)
+    ]

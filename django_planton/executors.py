@@ -76,6 +76,10 @@ class Executor:
     def close_connections(self) -> None:
         """Close the database connections of receivers that are done (none are running)."""
 
+    def receivers_running(self) -> int:
+        """How many receivers are at work in this process now (a shutdown waits for them)."""
+        return 0
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -150,6 +154,10 @@ class Threads(Executor):
         if finished:
             self.close_connections()
         return finished
+
+    def receivers_running(self) -> int:
+        with self._lock:
+            return self._running
 
     def close_connections(self) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""System checks of django-planton's settings and of SQLite's locking."""
+"""System checks: the settings, SQLite's locking, tasks that no receiver listens to."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from django.core.checks import Error, Warning, run_checks
 from django.test import override_settings
 
-from django_planton import checks
+from django_planton import checks, signals
+from django_planton.registry import registry
 
 
 def planton_ids(messages) -> list[str]:
@@ -153,3 +154,51 @@ def test_a_listen_database_that_is_not_an_alias_is_e004():
         assert planton_ids(run_checks()) == ["django_planton.E004"]
     with override_settings(PLANTON_LISTEN_DATABASE="default"):
         assert planton_ids(run_checks()) == []
+
+
+def w002(messages) -> list[Warning]:
+    return [message for message in messages if message.id == "django_planton.W002"]
+
+
+def test_a_task_without_receivers_is_w002_with_a_hint(make_task, no_default_receiver):
+    make_task("lonely")
+    make_task("heard")
+
+    def receiver(sender, **kwargs):
+        pass
+
+    signals.task_dispatched.connect(receiver, sender=registry.get("heard"), weak=False)
+    try:
+        [message] = w002(run_checks())
+    finally:
+        signals.task_dispatched.disconnect(receiver, sender=registry.get("heard"))
+    assert isinstance(message, Warning)
+    assert message.msg == (
+        "No task_dispatched receiver listens to task 'lonely': the runner fails each of its "
+        "executions at once."
+    )
+    assert "task_dispatched.connect(receiver, sender=<the task 'lonely'>)" in message.hint
+    assert message.obj == "lonely"
+
+
+def test_a_receiver_of_every_sender_counts_for_w002(make_task, no_default_receiver):
+    make_task("lonely")
+    assert len(w002(checks.check_receivers())) == 1
+
+    def anyone(sender, **kwargs):
+        pass
+
+    signals.task_dispatched.connect(anyone, weak=False)
+    try:
+        assert w002(checks.check_receivers()) == []
+    finally:
+        signals.task_dispatched.disconnect(anyone)
+
+
+def test_the_example_sites_tasks_all_have_receivers(no_default_receiver):
+    assert sorted(task.name for task in registry) == [
+        "clear_expired_sessions",
+        "purge_deleted_accounts",
+        "send_user_email",
+    ]
+    assert w002(run_checks()) == []

@@ -6,15 +6,23 @@ Run as a real process in ``tests/integration/test_run_planton_process.py``.
 from __future__ import annotations
 
 import logging
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 
+from django_planton.management.commands.run_planton import say_what_stopping_waits_for
 from django_planton.models import MaintenanceTask, MaintenanceTaskExecution
+from django_planton.signals import task_dispatched
 
-pytestmark = pytest.mark.django_db
+# The executions are dispatched after the cycle commits.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +54,8 @@ def test_once_runs_due_tasks_and_prints_a_summary(make_task, scripted_schedule):
     output = run_planton("--once")
 
     assert output.strip() == (
-        "Ran one cycle of 2 task(s) (alpha, beta): 2 instruction(s) dispatched, 0 with errors."
+        "Ran one cycle of 2 task(s) (alpha, beta): 2 dispatched, 0 succeeded, 0 failed, "
+        "0 terminated, 2 still running; 0 schedule(s) failed."
     )
     assert sorted(MaintenanceTask.objects.values_list("nid", flat=True)) == ["alpha", "beta"]
     assert sorted(MaintenanceTaskExecution.objects.values_list("instruction", flat=True)) == [
@@ -58,8 +67,13 @@ def test_once_runs_due_tasks_and_prints_a_summary(make_task, scripted_schedule):
 def test_once_counts_tasks_with_errors(make_task, scripted_schedule):
     make_task("good", scripted_schedule(["1"]))
     make_task("bad", failing)
-    output = run_planton("--once")
-    assert "1 instruction(s) dispatched, 1 with errors." in output
+    out = StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("run_planton", "--once", stdout=out, stderr=StringIO())
+    assert "1 dispatched" in out.getvalue()
+    assert "; 1 schedule(s) failed." in out.getvalue()
+    assert str(raised.value) == "1 schedule(s) failed; the log says why."
+    assert raised.value.returncode == 1
     assert MaintenanceTask.objects.get(nid="bad").last_error == "RuntimeError: cannot schedule"
 
 
@@ -82,7 +96,7 @@ def test_once_skips_a_task_that_is_not_due(make_task, scripted_schedule):
     make_task("alpha", schedule, delay=60.0)
     run_planton("--once")
     output = run_planton("--once")
-    assert "0 instruction(s) dispatched" in output
+    assert ": 0 dispatched," in output
     assert len(schedule.contexts) == 1
 
 
@@ -141,10 +155,196 @@ def test_an_unreachable_database_is_a_command_error(make_task, monkeypatch):
         run_planton("--once")
 
 
-def test_verbosity_sets_the_log_level(make_task):
-    make_task("alpha")
+def test_verbosity_sets_the_log_level_for_the_command_only(make_task):
     logger = logging.getLogger("django_planton")
+    levels = []
+
+    def note_level(context):
+        levels.append(logger.level)
+        return []
+
+    make_task("alpha", note_level, delay=0.0)
+    before = logger.level
     run_planton("--once", "--verbosity", "0")
-    assert logger.level == logging.ERROR
     run_planton("--once", "--verbosity", "2")
-    assert logger.level == logging.DEBUG
+    assert levels == [logging.ERROR, logging.DEBUG]
+    assert logger.level == before
+
+
+# -- what --once says, and its exit status ------------------------------------------------
+
+
+def run_planton_failing(*args: str) -> tuple[str, CommandError]:
+    out = StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("run_planton", *args, stdout=out, stderr=StringIO())
+    return out.getvalue(), raised.value
+
+
+@pytest.fixture
+def mail_task(make_task, scripted_schedule):
+    """Instructions ``ok`` (completed), ``bad`` (its receiver raises), ``later`` (left running).
+
+    The error is new to the process's error log, so its traceback is logged.
+    """
+    task = make_task("mail", scripted_schedule(["ok", "bad", "later"]), concurrency=3)
+    message = f"no such mailbox ({uuid.uuid4().hex[:8]})"
+
+    def receiver(sender, execution, **kwargs):
+        if execution.instruction == "bad":
+            raise ValueError(message)
+        if execution.instruction == "ok":
+            execution.complete()
+
+    task_dispatched.connect(receiver, sender=task, weak=False)
+    yield task
+    task_dispatched.disconnect(receiver, sender=task)
+
+
+def test_once_says_what_became_of_each_execution_and_fails_with_status_1(mail_task, make_task):
+    make_task("broken", failing)
+
+    output, error = run_planton_failing("--once")
+
+    assert output.strip() == (
+        "Ran one cycle of 2 task(s) (broken, mail): 3 dispatched, 1 succeeded, 1 failed, "
+        "0 terminated, 1 still running; 1 schedule(s) failed."
+    )
+    assert str(error) == "1 schedule(s) and 1 of 3 execution(s) failed; the log says why."
+    assert error.returncode == 1
+    by_outcome = MaintenanceTaskExecution.objects
+    assert [e.instruction for e in by_outcome.succeeded()] == ["ok"]
+    assert [e.instruction for e in by_outcome.failed()] == ["bad"]
+    assert [e.instruction for e in by_outcome.running()] == ["later"]
+
+
+def test_once_with_v0_prints_only_what_failed(mail_task):
+    output, error = run_planton_failing("--once", "-v", "0")
+    assert output == ""
+    assert str(error) == "1 of 3 execution(s) failed; the log says why."
+
+
+def test_once_with_v0_prints_nothing_when_all_went_well(make_task, scripted_schedule):
+    task = make_task("quiet", scripted_schedule(["1"]))
+
+    def complete(sender, execution, **kwargs):
+        execution.complete()
+
+    task_dispatched.connect(complete, sender=task, weak=False)
+    try:
+        assert run_planton("--once", "-v", "0") == ""
+    finally:
+        task_dispatched.disconnect(complete, sender=task)
+    assert MaintenanceTaskExecution.objects.succeeded().count() == 1
+
+
+def test_once_fails_an_execution_nobody_receives(make_task, scripted_schedule, no_default_receiver):
+    make_task("nobody", scripted_schedule(["1"]))
+    output, error = run_planton_failing("--once")
+    assert ": 1 dispatched, 0 succeeded, 1 failed, 0 terminated, 0 still running;" in output
+    assert str(error) == "1 of 1 execution(s) failed; the log says why."
+
+
+# -- a handler when the project configured none -------------------------------------------
+
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) \[(?P<thread>[^]]+)\] ")
+
+
+@contextmanager
+def fresh_logging() -> Iterator[logging.Logger]:
+    """As in a new project: no handler for django_planton, none on the root logger.
+
+    Inside the test: pytest puts its own handler on the root logger for each phase.
+    """
+    root, package = logging.getLogger(), logging.getLogger("django_planton")
+    saved = root.handlers, package.handlers
+    root.handlers, package.handlers = [], []
+    try:
+        yield package
+    finally:
+        root.handlers, package.handlers = saved
+
+
+def test_a_fresh_project_gets_a_handler_on_stderr_for_the_command(mail_task, capsys):
+    with fresh_logging() as logger:
+        run_planton_failing("--once", "-v", "2")
+        assert logger.handlers == []  # removed when the command ended
+
+    lines = capsys.readouterr().err.splitlines()
+    assert LINE.match(lines[0]), lines
+    debug = [line for line in lines if " DEBUG [MainThread] " in line]
+    assert debug == [debug[0]]
+    assert LINE.match(debug[0])
+    assert debug[0].endswith("Task mail dispatched 3 instruction(s): ok, bad, later")
+    [error] = [line for line in lines if " ERROR [" in line]
+    assert "A receiver of task_dispatched failed for task mail, execution " in error
+    assert lines.count("Traceback (most recent call last):") == 1
+
+
+def test_v0_prints_errors_only(mail_task, capsys):
+    with fresh_logging():
+        run_planton_failing("--once", "-v", "0")
+    levels = [m["level"] for m in map(LINE.match, capsys.readouterr().err.splitlines()) if m]
+    assert levels == ["ERROR"]
+
+
+def test_the_projects_own_handler_is_used_alone(mail_task, capsys):
+    logger = logging.getLogger("django_planton")
+    before = list(logger.handlers)
+    assert before  # the example site's LOGGING has one
+    run_planton_failing("--once", "-v", "2")
+    assert logger.handlers == before
+    assert not [line for line in capsys.readouterr().err.splitlines() if LINE.match(line)]
+
+
+# -- stopping -------------------------------------------------------------------------------
+
+
+def test_stopping_says_which_cycles_and_receivers_it_waits_for(
+    make_task, make_runner, scripted_schedule, wait_until, caplog
+):
+    release = threading.Event()
+    in_schedule = threading.Event()
+
+    working = threading.Event()
+
+    def slow_schedule(context):
+        if working.is_set():  # the first cycles may run together, in one batch
+            in_schedule.set()
+            release.wait(10)
+        return []
+
+    make_task("slow_plan", slow_schedule, delay=0.01)
+    mail = make_task("slow_mail", scripted_schedule(["1"]))
+
+    def slow_receiver(sender, execution, **kwargs):
+        working.set()
+        release.wait(10)
+        execution.complete()
+
+    task_dispatched.connect(slow_receiver, sender=mail, weak=False)
+    runner = make_runner(start=True)
+    try:
+        assert working.wait(5)
+        assert in_schedule.wait(5)
+        caplog.set_level(logging.INFO, logger="django_planton")
+        say_what_stopping_waits_for(runner, 30.0)
+    finally:
+        release.set()
+        task_dispatched.disconnect(slow_receiver, sender=mail)
+    assert [r.getMessage() for r in caplog.records if r.name == "django_planton"] == [
+        "Waiting up to 30 s for 1 cycle(s) in flight (slow_plan) and 1 receiver(s) at work."
+    ]
+    assert runner.stop(timeout=10)
+
+
+def test_stopping_with_nothing_in_flight_says_nothing(
+    make_task, make_runner, scripted_schedule, wait_until, caplog
+):
+    schedule = scripted_schedule()
+    make_task("idle", schedule, delay=60.0)
+    runner = make_runner(start=True)
+    assert wait_until(lambda: len(schedule.contexts) == 1 and not runner.cycles_in_flight())
+    caplog.set_level(logging.INFO, logger="django_planton")
+    say_what_stopping_waits_for(runner, 30.0)
+    assert not [r for r in caplog.records if r.name == "django_planton"]

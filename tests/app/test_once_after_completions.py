@@ -14,7 +14,8 @@ from django.core.management import call_command
 from django_planton.models import MaintenanceTask, MaintenanceTaskExecution
 from django_planton.sql import read_database_now
 
-pytestmark = pytest.mark.django_db
+# The executions are dispatched after the cycle commits.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 EVERY_SLOT_TAKEN = "  one: not attempted, every slot taken (1 running): due when one frees."
 
@@ -44,9 +45,10 @@ def numbered():
 
 
 def headline(dispatched: int, name: str = "one") -> str:
+    """The summary's first line; each receiver leaves its execution running."""
     return (
-        f"Ran one cycle of 1 task(s) ({name}): "
-        f"{dispatched} instruction(s) dispatched, 0 with errors."
+        f"Ran one cycle of 1 task(s) ({name}): {dispatched} dispatched, 0 succeeded, 0 failed, "
+        f"0 terminated, {dispatched} still running; 0 schedule(s) failed."
     )
 
 
@@ -150,8 +152,8 @@ def test_once_lists_only_the_tasks_not_attempted(make_task):
     lines = run_planton("--once").splitlines()
 
     assert lines[0] == (
-        "Ran one cycle of 3 task(s) (busy, free, later): "
-        "0 instruction(s) dispatched, 0 with errors."
+        "Ran one cycle of 3 task(s) (busy, free, later): 0 dispatched, 0 succeeded, 0 failed, "
+        "0 terminated, 0 still running; 0 schedule(s) failed."
     )
     assert lines[1:] == [
         "  busy: not attempted, every slot taken (1 running): due when one frees.",

@@ -17,10 +17,14 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from ...models import FailingInstruction, MaintenanceTask, MaintenanceTaskExecution
 from ...registry import registry
 from ...runner import Runner
+from ..once import run_once
 
 logger = logging.getLogger("django_planton")
 
 VERBOSITY_LEVELS = {0: logging.ERROR, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
+
+#: The format of the handler ``run_planton`` adds when the project configured none.
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(message)s"
 
 
 def positive_int(value: str) -> int:
@@ -44,6 +48,30 @@ def positive_float(value: str) -> float:
 
 
 @contextmanager
+def package_logging(verbosity: int) -> Iterator[None]:
+    """The package logger's level from ``--verbosity``, and a handler when the project has none.
+
+    A fresh project configures no handler for ``django_planton`` nor for the
+    root logger: Python would print warnings and errors only, without a
+    time. For the command's duration a handler on stderr prints what the
+    verbosity asks for; the project's own ``LOGGING`` wins when it has one.
+    """
+    previous = logger.level
+    logger.setLevel(VERBOSITY_LEVELS.get(verbosity, logging.INFO))
+    handler = None
+    if not logger.hasHandlers():
+        handler = logging.StreamHandler()  # sys.stderr
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+@contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """First SIGINT/SIGTERM: graceful stop. Second: exit at once. Old handlers are restored."""
     if threading.current_thread() is not threading.main_thread():
@@ -54,7 +82,8 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
         if stop.is_set():
             logger.warning("Second %s: exiting now.", signal.Signals(signum).name)
             os._exit(128 + signum)
-        logger.info("%s received: finishing cycles in flight.", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        logger.info("%s received: stopping; a second one exits at once.", name)
         stop.set()
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -81,7 +110,8 @@ class Command(BaseCommand):
             "--once",
             action="store_true",
             help="Run one cycle of each selected task that is due, end overdue executions, "
-            "and exit (for cron and tests).",
+            "wait for the receivers, print what became of the executions, and exit: "
+            "status 1 when a schedule or an execution failed (for cron and tests).",
         )
         parser.add_argument(
             "--workers",
@@ -113,7 +143,6 @@ class Command(BaseCommand):
         verbosity: int,
         **options: Any,
     ) -> None:
-        logger.setLevel(VERBOSITY_LEVELS.get(verbosity, logging.INFO))
         if database not in connections:
             raise CommandError(f"Unknown database alias {database!r}.")
         if not len(registry):
@@ -129,28 +158,28 @@ class Command(BaseCommand):
             )
         runner = Runner(registry.select(task_names), using=database, max_workers=workers)
         # Before the first connection: an unanswering database fails within the timeout.
-        with runner.connection_limits.applied():
-            self._run(runner, once=once, shutdown_timeout=shutdown_timeout)
+        with package_logging(verbosity), runner.connection_limits.applied():
+            self._run(runner, once=once, shutdown_timeout=shutdown_timeout, verbosity=verbosity)
 
-    def _run(self, runner: Runner, *, once: bool, shutdown_timeout: float) -> None:
+    def _run(self, runner: Runner, *, once: bool, shutdown_timeout: float, verbosity: int) -> None:
         self._check_database(runner.using)
         names = ", ".join(task.name for task in runner.tasks)
         try:
             if once:
-                reports = runner.run_once()
-                dispatched = sum(len(report.instructions) for report in reports)
-                failed = sum(bool(report.errors) for report in reports)
-                self.stdout.write(
-                    f"Ran one cycle of {len(reports)} task(s) ({names}): "
-                    f"{dispatched} instruction(s) dispatched, {failed} with errors."
-                )
-                for task, report in zip(runner.tasks, reports, strict=True):
-                    if report.waiting is not None:
-                        self.stdout.write(f"  {task.name}: not attempted, {report.waiting}.")
+                self._run_once(runner, verbosity)
                 return
             self._run_until_stopped(runner, names, shutdown_timeout)
         except DatabaseError as error:
             raise CommandError(f"Database error: {error}".strip()) from error
+
+    def _run_once(self, runner: Runner, verbosity: int) -> None:
+        """One cycle each; the summary unless ``-v 0``; status 1 when something failed."""
+        summary = run_once(runner)
+        if verbosity >= 1:
+            for line in summary.lines():
+                self.stdout.write(line)
+        if summary.failures:
+            raise CommandError(summary.failures, returncode=1)
 
     def _check_database(self, alias: str) -> None:
         try:
@@ -176,6 +205,7 @@ class Command(BaseCommand):
             self.stdout.flush()  # a supervisor reading a pipe sees it now, not at exit
             while not stop.wait(1.0):
                 pass
+            say_what_stopping_waits_for(runner, shutdown_timeout)
             finished = runner.stop(timeout=shutdown_timeout)
         if not finished:
             stuck = "; ".join(
@@ -190,3 +220,17 @@ class Command(BaseCommand):
             self.stderr.flush()
             os._exit(1)
         self.stdout.write("Stopped.")
+
+
+def say_what_stopping_waits_for(runner: Runner, timeout: float) -> None:
+    """Log the cycles and receivers that the shutdown waits for, so a slow one is no mystery."""
+    waiting = []
+    cycles = runner.cycles_in_flight()
+    if cycles:
+        names = ", ".join(name for cycle in cycles for name in cycle.names)
+        waiting.append(f"{len(cycles)} cycle(s) in flight ({names})")
+    receivers = sum(executor.receivers_running() for executor in runner.executors())
+    if receivers:
+        waiting.append(f"{receivers} receiver(s) at work")
+    if waiting:
+        logger.info("Waiting up to %g s for %s.", timeout, " and ".join(waiting))
