@@ -107,7 +107,7 @@ def _task_json(task: TaskStatus) -> dict[str, Any]:
         "paused": task.paused,
         "attempt_number": task.attempt_number,
         "next_attempt_at": _iso(task.next_attempt_at),
-        "lag_seconds": task.lag_seconds,
+        "lag_seconds": round(task.lag_seconds, 3),
         "last_dispatched_at": _iso(task.last_dispatched_at),
         "last_error": task.last_error,
         "last_hour": {
