@@ -29,7 +29,7 @@ from .querysets import (
     RunnerProcessQuerySet,
 )
 from .reconnect import retrying_lost_connections
-from .sql import DatabaseNow, read_database_now, update_row
+from .sql import IN_PROCESS_MARKER, DatabaseNow, read_database_now, update_row
 from .states import ExecutionState, Outcome, describe_error, ended_values, outcome_of
 
 __all__ = [
@@ -253,11 +253,17 @@ class MaintenanceTaskExecution(models.Model):
 
     def _end(self, *, error: dict[str, Any] | None) -> bool:
         using = self._state.db or DEFAULT_DB_ALIAS
+        notified = True
         if error is None and self.attempt <= 1:
             # The hot path of every receiver: one statement, stamped by the
             # database's clock, no read-back (the times load on access).
             values = ended_values(DatabaseNow(), error=None)
-            ended = update_row(type(self), self.pk, values, using=using, unless_set="ended_at")
+            # A runner of this process refills the slot: no NOTIFY to the others.
+            notified = not signals.wakes_in_process(self.maintenance_task_id)
+            comment = "" if notified else IN_PROCESS_MARKER
+            ended = update_row(
+                type(self), self.pk, values, using=using, unless_set="ended_at", comment=comment
+            )
             if ended:
                 self.state, self.error = values["state"], None
                 self._reload_on_access("ended_at", "last_seen_at")
@@ -274,7 +280,7 @@ class MaintenanceTaskExecution(models.Model):
                 for name, value in values.items():
                     setattr(self, name, value)
         if ended and signals.executions_ended.has_listeners():
-            signals.announce_ended({self.maintenance_task_id}, using=using)
+            signals.announce_ended({self.maintenance_task_id}, using=using, notified=notified)
         return bool(ended)
 
     def _reload_on_access(self, *names: str) -> None:

@@ -32,15 +32,19 @@
     After executions end (completed, failed or terminated) and the
     transaction commits, in the process that ended them. Sender:
     ``MaintenanceTaskExecution``. Arguments: ``task_ids`` (set of
-    ``MaintenanceTask`` primary keys). A runner in the same process listens
-    to wake those tasks, so a freed slot is refilled without waiting out the
-    delay; on PostgreSQL a trigger does the same across processes.
+    ``MaintenanceTask`` primary keys), ``notified`` (bool: whether
+    PostgreSQL's trigger told the other processes too). A runner in the same
+    process listens to wake those tasks, so a freed slot is refilled without
+    waiting out the delay; on PostgreSQL a trigger does the same across
+    processes, except for a completion of a task that a runner of the
+    completing process schedules (it wakes itself, see ``wakes_in_process``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -177,14 +181,49 @@ def _log_fields(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"instruction": execution.instruction, "execution_id": getattr(execution, "pk", None)}
 
 
-def announce_ended(task_ids: set[int], *, using: str) -> None:
-    """Send ``executions_ended`` once the current transaction commits."""
+def announce_ended(task_ids: set[int], *, using: str, notified: bool = True) -> None:
+    """Send ``executions_ended`` once the current transaction commits.
+
+    ``notified``: whether PostgreSQL's trigger also told the other processes
+    (False for an ending marked :data:`~django_planton.sql.IN_PROCESS_MARKER`).
+    """
     from .models import MaintenanceTaskExecution
 
     transaction.on_commit(
-        lambda: executions_ended.send(sender=MaintenanceTaskExecution, task_ids=task_ids),
+        lambda: executions_ended.send(
+            sender=MaintenanceTaskExecution, task_ids=task_ids, notified=notified
+        ),
         using=using,
     )
+
+
+#: Row ids of the tasks that a runner of this process schedules and wakes
+#: itself for when one of their executions ends here (a count per id: tests
+#: may run more than one runner).
+_woken_here: Counter[int] = Counter()
+_woken_here_lock = threading.Lock()
+
+
+def wake_here(task_ids: Iterable[int], *, add: bool = True) -> None:
+    """A runner of this process starts (``add``) or stops waking itself for these tasks."""
+    with _woken_here_lock:
+        if add:
+            _woken_here.update(task_ids)
+        else:
+            _woken_here.subtract(task_ids)
+            for task_id in [pk for pk, count in _woken_here.items() if count <= 0]:
+                del _woken_here[task_id]
+
+
+def wakes_in_process(task_id: int) -> bool:
+    """Whether an ending of this task's execution here is news only to this process.
+
+    A runner of this process schedules the task and refills its freed slot
+    as soon as ``executions_ended`` reaches it: the trigger's NOTIFY to the
+    other processes would be redundant, and every notifying commit takes a
+    cluster-wide lock (see :data:`~django_planton.sql.IN_PROCESS_MARKER`).
+    """
+    return task_id in _woken_here
 
 
 def send_terminated(executions: Iterable[MaintenanceTaskExecution], reason: str) -> None:

@@ -81,6 +81,8 @@ class Runner:
         )
         self.housekeeper.heartbeat = self.heartbeat
         self.listener: EndedListener | None = None
+        #: The row ids of this runner's tasks while it runs (``signals.wake_here``).
+        self._task_ids: set[int] = set()
         #: The connect and statement timeouts, installed while the runner runs.
         self.connection_limits = ConnectionLimits(
             using,
@@ -123,13 +125,17 @@ class Runner:
         timeouts of :mod:`.timeouts`.
         """
         self.connection_limits.install()
-        self.wakeups.learn_ids(sync_tasks(self.tasks, using=self.using))
+        names_by_id = sync_tasks(self.tasks, using=self.using)
+        self._task_ids = set(names_by_id)
+        self.wakeups.learn_ids(names_by_id)
         self.heartbeat.start()
         if not connections[self.using].in_atomic_block:
             connections[self.using].close()
         # In-process wake-ups always: they are dropped only while the listener
-        # proves that NOTIFY reaches it (a pooler in transaction mode loses LISTEN).
+        # proves that NOTIFY reaches it (a pooler in transaction mode loses LISTEN),
+        # and for endings of this runner's tasks here, which notify no one else.
         signals.executions_ended.connect(self._on_executions_ended, weak=False)
+        signals.wake_here(self._task_ids)
         listen_on = planton_settings().listen_database or self.using
         if listening_supported(listen_on):
             self.listener = EndedListener(
@@ -144,6 +150,8 @@ class Runner:
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop scheduling; cycles in flight finish (within ``timeout``)."""
+        signals.wake_here(self._task_ids, add=False)
+        self._task_ids = set()
         signals.executions_ended.disconnect(self._on_executions_ended)
         self._stopping.set()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -192,8 +200,10 @@ class Runner:
         """Delete completed executions older than PLANTON_KEEP_COMPLETED_EXECUTIONS."""
         return self.housekeeper.prune()
 
-    def _on_executions_ended(self, sender: Any, task_ids: set[int], **kwargs: Any) -> None:
-        if self.listener is not None and self.listener.hears.is_set():
+    def _on_executions_ended(
+        self, sender: Any, task_ids: set[int], notified: bool = True, **kwargs: Any
+    ) -> None:
+        if notified and self.listener is not None and self.listener.hears.is_set():
             return  # the trigger's NOTIFY reaches this process too: one wake-up is enough
         self._wake_ids(task_ids)
 

@@ -6,6 +6,7 @@ __all__ = [
     "CREATE_TRIGGER_SQL",
     "DROP_TRIGGER_SQL",
     "ENDED_CHANNEL",
+    "IN_PROCESS_MARKER",
     "PROBE_CHANNEL",
     "WAKE_CHANNEL",
     "WAKE_FUNCTION_SQL",
@@ -20,30 +21,37 @@ WAKE_CHANNEL = "django_planton_wake"
 #: A listener's proof that notifications reach it (see ``notify.EndedListener``).
 PROBE_CHANNEL = "django_planton_probe"
 
+#: Marks the statement of a completion whose ending wakes its runner in-process
+#: (:func:`django_planton.signals.wakes_in_process`): the trigger sends no NOTIFY
+#: for it. Every notifying commit takes a lock that PostgreSQL holds across the
+#: whole cluster, so a NOTIFY per completion serialises busy receivers.
+IN_PROCESS_MARKER = "/* django_planton: wakes in process */"
+
 CREATE_TRIGGER_SQL = [
     f"""
     CREATE OR REPLACE FUNCTION planton_notify_executions_ended() RETURNS trigger
     LANGUAGE plpgsql AS $$
-    DECLARE
-        task_ids text;
     BEGIN
-        SELECT string_agg(DISTINCT new_rows.maintenance_task_id::text, ',')
-          INTO task_ids
-          FROM new_rows
-          JOIN old_rows ON old_rows.id = new_rows.id
-         WHERE old_rows.ended_at IS NULL AND new_rows.ended_at IS NOT NULL;
-        IF task_ids IS NOT NULL THEN
-            PERFORM pg_notify('{ENDED_CHANNEL}', task_ids);
-        END IF;
+        PERFORM pg_notify('{ENDED_CHANNEL}', NEW.maintenance_task_id::text);
         RETURN NULL;
     END
     $$
     """,
-    """
+    "DROP TRIGGER IF EXISTS maintenance_task_execution_ended ON maintenance_task_execution",
+    # A row trigger whose WHEN clause PostgreSQL checks without calling the
+    # function: an UPDATE that ends nothing (a heartbeat) costs nothing, and
+    # PostgreSQL sends identical notifications of one transaction once, so a
+    # bulk complete() notifies once per task. (It replaced a statement trigger
+    # with transition tables, which cost every UPDATE of the table.)
+    f"""
     CREATE TRIGGER maintenance_task_execution_ended
-    AFTER UPDATE ON maintenance_task_execution
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION planton_notify_executions_ended()
+    AFTER UPDATE OF ended_at ON maintenance_task_execution
+    FOR EACH ROW
+    WHEN (
+        OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL
+        AND strpos(current_query(), '{IN_PROCESS_MARKER}') = 0
+    )
+    EXECUTE FUNCTION planton_notify_executions_ended()
     """,
 ]
 

@@ -26,12 +26,13 @@ def update_row(
     *,
     using: str,
     unless_set: str | None = None,
+    comment: str = "",
 ) -> int:
     """``UPDATE`` one row by primary key without building a queryset; returns the row count.
 
     ``unless_set`` names a field that must still be NULL.
     """
-    return update_rows(model, [pk], values, using=using, unless_set=unless_set)
+    return update_rows(model, [pk], values, using=using, unless_set=unless_set, comment=comment)
 
 
 def update_rows(
@@ -42,13 +43,14 @@ def update_rows(
     using: str,
     add: dict[str, int] | None = None,
     unless_set: str | None = None,
+    comment: str = "",
 ) -> int:
     """``UPDATE`` rows by primary key without building a queryset; returns the row count.
 
     Every value is a parameter, prepared by its field as ``QuerySet.update()``
     would, except the database's ``Now()``, which goes into the SQL. ``add``
     adds to integer fields (``F(name) + amount`` without the expression
-    machinery).
+    machinery). ``comment`` (an SQL comment) goes before the statement.
     """
     if not pks:
         return 0
@@ -66,12 +68,22 @@ def update_rows(
         now = timezone.now()
         values = {name: now if name in from_clock else value for name, value in values.items()}
         from_clock = ()
-    key = (model, tuple(values), from_clock, tuple(add), unless_set, shape, connection.vendor)
+    key = (
+        model,
+        tuple(values),
+        from_clock,
+        tuple(add),
+        unless_set,
+        shape,
+        connection.vendor,
+        comment,
+    )
     cached = _UPDATE_STATEMENTS.get(key)
     if cached is None:
-        cached = _UPDATE_STATEMENTS[key] = _update_statement(
+        sql, fields = _update_statement(
             connection, model, values, from_clock, add, unless_set, shape
         )
+        cached = _UPDATE_STATEMENTS[key] = (f"{comment} {sql}" if comment else sql, fields)
     sql, fields = cached
     params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
     params += [int(amount) for amount in add.values()]
