@@ -11,6 +11,7 @@ copy of the same facts.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 
 __all__ = ["WakeUps"]
@@ -23,8 +24,11 @@ class WakeUps:
         self._lock = threading.Lock()
         #: Tasks whose last attempt dispatched work: attempted alone, never batched.
         self._busy: set[str] = set()
-        #: Woken while their cycle ran: attempted again right after it.
-        self._after_cycle: set[str] = set()
+        #: Woken while their cycle ran, and when (``time.monotonic()``): attempted
+        #: again right after it, unless that cycle read its running executions later.
+        self._after_cycle: dict[str, float] = {}
+        #: When a cycle last read each task's running executions.
+        self._states_read: dict[str, float] = {}
         #: Woken since their last cycle began: may run before their next attempt time.
         self._woken: set[str] = set()
         #: Forced since their last cycle began: run whatever their back-off.
@@ -117,13 +121,28 @@ class WakeUps:
     def defer(self, task_name: str) -> None:
         """Woken while its cycle runs: attempt it again right after."""
         with self._lock:
-            self._after_cycle.add(task_name)
+            self._after_cycle[task_name] = time.monotonic()
+
+    def states_read(self, task_names: Iterable[str]) -> None:
+        """A cycle is about to read these tasks' running executions.
+
+        A wake-up comes after the ending it announces has committed: one
+        that came before this read is seen by it, and needs no cycle of its own.
+        """
+        now = time.monotonic()
+        with self._lock:
+            for name in task_names:
+                self._states_read[name] = now
 
     def take_deferred(self, task_name: str) -> bool:
-        """Whether the task was woken while its cycle ran (and forget it)."""
+        """Whether the task was woken while its cycle ran, after the cycle's read (and forget it).
+
+        A busy task's every ending wakes it; without this test, each cycle
+        that refilled the slots would be followed by one that finds none free.
+        """
         with self._lock:
-            if task_name not in self._after_cycle:
+            woken_at = self._after_cycle.pop(task_name, None)
+            if woken_at is None or woken_at < self._states_read.get(task_name, float("-inf")):
                 return False
-            self._after_cycle.discard(task_name)
             self._busy.add(task_name)  # woken: attempted alone
             return True

@@ -186,6 +186,9 @@ class DatabaseCycleRunner:
             states: dict[int, InstructionStates] = {}
             if due or full:
                 ids = [row.pk for _, row in due] + [row.pk for _, row, _ in full]
+                self.wakeups.states_read(
+                    [task.name for task, _ in due] + [task.name for task, _, _ in full]
+                )
                 states = self._reads.instruction_states(ids)
                 due += self._slots_freed(full, states, reports)
             if due:

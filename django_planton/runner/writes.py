@@ -96,19 +96,28 @@ class AttemptWriter:
             next_attempt = self.bounds.next_attempt(
                 task, outcome.attempt_number, saturated=outcome.saturated
             )
+            # A task that found every slot taken is due again once one frees.
+            running = attempt.running
+            if outcome.instructions and next_attempt.stored <= 0:
+                # Due again at once, it would find the slots it just filled
+                # all taken: say so now, and save the cycle that finds it out.
+                running += len(outcome.instructions)
+            full = running if running >= attempt.concurrency else None
+            if full is not None and not outcome.saturated:
+                next_attempt = self.bounds.next_attempt(
+                    task, outcome.attempt_number, saturated=True
+                )
             if outcome.instructions:
                 dispatches.append((task, self._executions(attempt, outcome.instructions, now)))
             reset = outcome.attempt_number == 0
             added = 0 if reset else outcome.attempt_number - row.attempt_number
-            # A task that found every slot taken is due again once one frees.
-            full = attempt.running if attempt.running >= attempt.concurrency else None
             key = (reset, added, next_attempt.stored, bool(outcome.instructions), full)
             groups.setdefault(key, []).append(row.pk)
             report = CycleReport(
                 delay=next_attempt.wait,
                 instructions=outcome.instructions,
                 errors=(next_attempt.error,) if next_attempt.error is not None else (),
-                waiting=None if full is None else full_waiting(attempt.running),
+                waiting=None if full is None else full_waiting(running),
             )
             results[task.name] = (report, outcome.attempt_number)
         dispatched_at = self._insert(dispatches)

@@ -73,3 +73,25 @@ def test_wake_is_ignored_for_unknown_tasks_and_outside_running(make_planton):
     planton.wake("w")  # after stop
     time.sleep(0.03)
     assert len(schedule.contexts) == 0
+
+
+# -- wake-ups during a cycle -------------------------------------------------------
+
+
+def test_a_wake_up_during_a_cycle_reruns_it_only_if_it_came_after_the_cycle_read():
+    from django_planton.core import WakeUps
+
+    wakeups = WakeUps()
+    # Woken before the cycle read the running executions: the cycle saw the
+    # freed slot, so no cycle of its own follows.
+    wakeups.defer("busy")
+    time.sleep(0.001)
+    wakeups.states_read(["busy"])
+    assert not wakeups.take_deferred("busy")
+    # Woken after the read: the cycle may have missed it, so the task runs again.
+    wakeups.defer("busy")
+    assert wakeups.take_deferred("busy")
+    assert not wakeups.take_deferred("busy")  # taken once
+    # A task whose running executions were never read reruns whenever woken.
+    wakeups.defer("other")
+    assert wakeups.take_deferred("other")

@@ -84,11 +84,25 @@ def full_task(make_task, make_runner):
 # -- every slot taken -------------------------------------------------------------------
 
 
-def test_filling_every_slot_is_not_yet_saturation(make_task, make_runner):
-    task = make_task("busy", fresh_instructions(), concurrency=2, delay=0.0)
-    make_runner([task]).run_once()
-    # The attempt that filled the slots had a slot to fill.
+def test_filling_every_slot_is_not_yet_saturation_when_a_delay_follows(make_task, make_runner):
+    task = make_task("busy", fresh_instructions(), concurrency=2, delay=5.0)
+    [report] = make_runner([task]).run_once()
+    # The attempt that filled the slots had a slot to fill; its delay rules.
     assert row("busy").saturated_active_count is None
+    assert report.waiting is None
+    assert report.delay == pytest.approx(5.0)
+
+
+def test_filling_every_slot_without_a_delay_is_saturation_at_once(make_task, make_runner):
+    task = make_task("busy", fresh_instructions(), concurrency=2, delay=0.0)
+    runner = make_runner([task])
+    [report] = runner.run_once()
+    # Due again at once, the task would only find every slot taken: the cycle
+    # that filled them says so, and the task waits for a slot (or a poll).
+    assert report.instructions == ("i1", "i2")
+    assert report.waiting == EVERY_SLOT_TAKEN.format(running=2)
+    assert 0 < report.delay <= runner.cycle_runner.poll_interval
+    assert row("busy").saturated_active_count == 2
 
 
 def test_a_full_task_waits_for_a_slot_and_dispatches_nothing(full_task):
@@ -133,8 +147,8 @@ def test_completing_in_this_process_makes_the_task_due_at_once(full_task):
     assert first.complete()
     report = runner.cycle_runner.run(task)
 
-    assert report.waiting is None
     assert report.instructions == ("i3",)
+    assert report.waiting == EVERY_SLOT_TAKEN.format(running=2)  # full again
     assert schedule.contexts[-1].limit == 1
     assert schedule.contexts[-1].active_task_instructions == (second.instruction,)
     assert len(running_of("busy")) == 2
@@ -148,8 +162,8 @@ def test_an_ending_by_another_process_makes_the_task_due_at_once(full_task):
     end_behind_the_runners_back(first)
     report = runner.cycle_runner.run(task)
 
-    assert report.waiting is None
     assert report.instructions == ("i3",)
+    assert report.waiting == EVERY_SLOT_TAKEN.format(running=2)  # full again
 
 
 def test_a_failure_frees_the_slot_too(full_task):
@@ -175,8 +189,14 @@ def test_a_termination_frees_the_slot_too(full_task):
     assert report.instructions == ("i3",)
 
 
-def test_the_count_is_cleared_after_a_cycle_with_free_slots(full_task):
-    task, runner, _ = full_task
+def test_the_count_is_cleared_after_a_cycle_with_free_slots(make_task, make_runner):
+    schedule = fresh_instructions()
+    task = make_task("busy", schedule, concurrency=2, delay=5.0)
+    runner = make_runner([task])
+    runner.run_once()
+    make_due("busy")
+    runner.cycle_runner.run(task)
+    assert row("busy").saturated_active_count == 2
     an_hour_ahead("busy")
     for execution in running_of("busy"):
         execution.complete()
