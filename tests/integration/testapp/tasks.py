@@ -4,8 +4,9 @@
 each attempt leaves an ``auth.Group`` named ``attempt-...``, so that a test
 can count attempts across processes; with ``PLANTON_TEST_IDLE_BLOCK=<seconds>``
 its schedule prints ``testapp_idle: blocking`` and sleeps that long, so that a
-test can stop the process while a cycle is in flight. Its delay is
-``PLANTON_TEST_IDLE_DELAY`` seconds (0.05 by default).
+test can stop the process while a cycle is in flight; with
+``PLANTON_TEST_IDLE_RAISE=<message>`` it raises ``RuntimeError(message)``.
+Its delay is ``PLANTON_TEST_IDLE_DELAY`` seconds (0.05 by default).
 
 ``testapp_claim_jobs`` works through the ``auth.Group`` rows named
 ``job-...``: its schedule returns the ids of those not being worked on, and
@@ -80,6 +81,8 @@ def idle(context: ScheduleContext) -> list[str]:
     if block:
         print("testapp_idle: blocking", flush=True)
         time.sleep(block)
+    if os.environ.get("PLANTON_TEST_IDLE_RAISE"):
+        raise RuntimeError(os.environ["PLANTON_TEST_IDLE_RAISE"])
     return []
 
 
