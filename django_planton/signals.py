@@ -7,7 +7,8 @@
     Arguments: ``task_name`` (str), ``instruction`` (str), ``execution``
     (the RUNNING :class:`~django_planton.models.MaintenanceTaskExecution`).
     A receiver that raises is logged and its execution is failed with the
-    error; the other receivers still run. Receivers run one after another in
+    error; the other receivers still run. With no receiver at all the
+    execution is failed at once with ``NoReceiverError``. Receivers run one after another in
     the runner's worker thread: hand slow work to a worker system (or a
     thread of your own) and complete the execution from there.
 
@@ -48,7 +49,7 @@ from django.db import transaction
 from django.dispatch import Signal
 
 from .core import error_log
-from .errors import PlantonError
+from .errors import NoReceiverError
 from .registry import registry
 
 if TYPE_CHECKING:
@@ -83,8 +84,8 @@ def send_and_log(
 
     A receiver's bug must not stop the runner nor keep the other receivers
     from their signal. ``task_dispatched`` with no receiver at all returns a
-    :class:`NoReceiverError`: nobody would ever end the execution, which would
-    hold its slot until its maximum duration.
+    :class:`~django_planton.errors.NoReceiverError`: nobody would ever end
+    the execution, which would hold its slot until its maximum duration.
     """
     responses = signal.send_robust(sender=sender, task_name=task_name, **kwargs)
     if signal is task_dispatched and not responses:
@@ -104,19 +105,6 @@ def send_and_log(
             )
             errors.append(response)
     return errors
-
-
-class NoReceiverError(PlantonError):
-    """A task dispatched an instruction that no ``task_dispatched`` receiver listens to."""
-
-    code = "NO_RECEIVER"
-
-    def __init__(self, task_name: str) -> None:
-        super().__init__(
-            f"No task_dispatched receiver listens to task {task_name}: connect one with "
-            f"task_dispatched.connect(receiver, sender=<the task>) in an AppConfig.ready()."
-        )
-        self.task_name = task_name
 
 
 _warned_no_receiver: set[str] = set()
@@ -212,7 +200,6 @@ def send_terminated(executions: Iterable[MaintenanceTaskExecution], reason: str)
 
 
 __all__ = [
-    "NoReceiverError",
     "batch_dispatched",
     "execution_terminated",
     "executions_ended",
