@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Group
 
 from django_planton.models import MaintenanceTask
 
@@ -158,6 +159,38 @@ def test_a_second_signal_exits_at_once(planton_process, subprocess_database_url)
     assert process.wait(timeout=15) == 128 + signal.SIGTERM
     assert "Second SIGTERM: exiting now." in process.stderr
     assert "Stopped." not in process.stdout
+
+
+def add_job(database_url: str, name: str) -> None:
+    """A group for testapp_claim_jobs to claim, in the subprocess's database."""
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(Path(database_url.removeprefix("sqlite:///"))) as db:
+            db.execute("INSERT INTO auth_group (name) VALUES (?)", [name])
+        db.close()
+        return
+    Group.objects.create(name=name)
+
+
+@in_a_process
+def test_a_stop_says_it_waits_for_a_slow_receiver_then_gives_up_on_it(
+    planton_process, subprocess_database_url
+):
+    add_job(subprocess_database_url, "job-slow")
+    process = planton_process(
+        ["run_planton", "--task", "testapp_claim_jobs", "--shutdown-timeout", "1"],
+        subprocess_database_url,
+        PLANTON_TEST_RECEIVER_SLEEP="30",
+    )
+    assert process.wait_for_output("testapp_claim_jobs: receiver sleeping"), process.stderr
+
+    process.send_signal(signal.SIGINT)
+
+    assert process.wait(timeout=15) == 1
+    [waiting] = [line for line in process.stderr.splitlines() if "Waiting up to" in line]
+    assert waiting.endswith(" and 1 receiver(s) at work.") or waiting.endswith(
+        "Waiting up to 1 s for 1 receiver(s) at work."
+    ), waiting
+    assert "Cycles still running after 1s: none, and 1 receiver(s) at work." in process.stderr
 
 
 @in_a_process
