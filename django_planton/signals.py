@@ -7,10 +7,11 @@
     Arguments: ``task_name`` (str), ``instruction`` (str), ``execution``
     (the RUNNING :class:`~django_planton.models.MaintenanceTaskExecution`).
     A receiver that raises is logged and its execution is failed with the
-    error; the other receivers still run. With no receiver at all the
-    execution is failed at once with ``NoReceiverError``. Receivers run one after another in
-    the runner's worker thread: hand slow work to a worker system (or a
-    thread of your own) and complete the execution from there.
+    error; the other receivers still run. With no receiver at all (and no
+    ``batch_dispatched`` receiver for the task) the execution is failed at
+    once with ``NoReceiverError``. Where receivers run is the task's
+    executor's choice (:mod:`django_planton.executors`): threads of the
+    runner by default, or the workers of Django's tasks framework or Celery.
 
 ``batch_dispatched``
     Once per cycle that dispatched instructions, before the
@@ -84,11 +85,12 @@ def send_and_log(
 
     A receiver's bug must not stop the runner nor keep the other receivers
     from their signal. ``task_dispatched`` with no receiver at all returns a
-    :class:`~django_planton.errors.NoReceiverError`: nobody would ever end
-    the execution, which would hold its slot until its maximum duration.
+    :class:`~django_planton.errors.NoReceiverError` (unless a
+    ``batch_dispatched`` receiver takes the task's batches): nobody would ever
+    end the execution, which would hold its slot until its maximum duration.
     """
     responses = signal.send_robust(sender=sender, task_name=task_name, **kwargs)
-    if signal is task_dispatched and not responses:
+    if signal is task_dispatched and not responses and not receives_dispatches(sender):
         return [_no_receiver(task_name, kwargs.get("execution"))]
     errors: list[BaseException] = []
     for receiver, response in responses:
@@ -105,6 +107,15 @@ def send_and_log(
             )
             errors.append(response)
     return errors
+
+
+def receives_dispatches(task: Any) -> bool:
+    """Whether a receiver will see the task's executions: per execution, or per batch.
+
+    A ``batch_dispatched`` receiver alone is a design of its own (it hands the
+    batch to a worker system, which ends the executions).
+    """
+    return task_dispatched.has_listeners(sender=task) or batch_dispatched.has_listeners(sender=task)
 
 
 _warned_no_receiver: set[str] = set()

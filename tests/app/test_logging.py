@@ -15,7 +15,7 @@ import pytest
 from django_planton.errors import NoReceiverError, PlantonError
 from django_planton.executors import Inline
 from django_planton.models import MaintenanceTaskExecution
-from django_planton.signals import receiver_name, task_dispatched
+from django_planton.signals import batch_dispatched, receiver_name, task_dispatched
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -183,3 +183,25 @@ def test_a_schedule_that_keeps_failing_logs_its_traceback_once_then_a_line_per_a
         f"Task reports: RuntimeError: {message} "
         "(the same error 4 times; traceback logged the first time)"
     )
+
+
+def test_a_task_whose_batches_have_a_receiver_keeps_its_executions_running(
+    make_task, make_runner, scripted_schedule, no_default_receiver, caplog
+):
+    # A batch_dispatched receiver alone hands the batch on; whoever takes it
+    # ends the executions, so none is failed for want of a task_dispatched receiver.
+    task = make_task("batched", scripted_schedule(["a", "b"]), concurrency=2)
+    batches = []
+
+    def take_batch(sender, executions, **kwargs):
+        batches.append([execution.instruction for execution in executions])
+
+    batch_dispatched.connect(take_batch, sender=task, weak=False)
+    try:
+        make_runner().run_once()
+    finally:
+        batch_dispatched.disconnect(take_batch, sender=task)
+
+    assert batches == [["a", "b"]]
+    assert [e.outcome for e in MaintenanceTaskExecution.objects.all()] == ["running"] * 2
+    assert not [r for r in ours(caplog, logging.WARNING) if "batched" in r.getMessage()]
