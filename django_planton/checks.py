@@ -124,12 +124,12 @@ def check_receivers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
     ``AppConfig.ready()`` connects are counted, those of every sender too.
     """
     from .registry import registry
-    from .signals import task_dispatched
+    from .signals import receives_dispatches
 
     return [
         Warning(
-            f"No task_dispatched receiver listens to task {task.name!r}: the runner fails "
-            "each of its executions at once.",
+            f"No task_dispatched (nor batch_dispatched) receiver listens to task "
+            f"{task.name!r}: the runner fails each of its executions at once.",
             hint=(
                 "Connect one in your AppConfig.ready(): "
                 f"task_dispatched.connect(receiver, sender=<the task {task.name!r}>), "
@@ -140,5 +140,5 @@ def check_receivers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
             id="django_planton.W002",
         )
         for task in registry
-        if not task_dispatched.has_listeners(sender=task)
+        if not receives_dispatches(task)
     ]

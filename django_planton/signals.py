@@ -7,9 +7,11 @@
     Arguments: ``task_name`` (str), ``instruction`` (str), ``execution``
     (the RUNNING :class:`~django_planton.models.MaintenanceTaskExecution`).
     A receiver that raises is logged and its execution is failed with the
-    error; the other receivers still run. Receivers run one after another in
-    the runner's worker thread: hand slow work to a worker system (or a
-    thread of your own) and complete the execution from there.
+    error; the other receivers still run. With no receiver at all (and no
+    ``batch_dispatched`` receiver for the task) the execution is failed at
+    once with ``NoReceiverError``. Where receivers run is the task's
+    executor's choice (:mod:`django_planton.executors`): threads of the
+    runner by default, or the workers of Django's tasks framework or Celery.
 
 ``batch_dispatched``
     Once per cycle that dispatched instructions, before the
@@ -52,7 +54,7 @@ from django.db import transaction
 from django.dispatch import Signal
 
 from .core import error_log
-from .errors import PlantonError
+from .errors import NoReceiverError
 from .registry import registry
 
 if TYPE_CHECKING:
@@ -87,11 +89,12 @@ def send_and_log(
 
     A receiver's bug must not stop the runner nor keep the other receivers
     from their signal. ``task_dispatched`` with no receiver at all returns a
-    :class:`NoReceiverError`: nobody would ever end the execution, which would
-    hold its slot until its maximum duration.
+    :class:`~django_planton.errors.NoReceiverError` (unless a
+    ``batch_dispatched`` receiver takes the task's batches): nobody would ever
+    end the execution, which would hold its slot until its maximum duration.
     """
     responses = signal.send_robust(sender=sender, task_name=task_name, **kwargs)
-    if signal is task_dispatched and not responses:
+    if signal is task_dispatched and not responses and not receives_dispatches(sender):
         return [_no_receiver(task_name, kwargs.get("execution"))]
     errors: list[BaseException] = []
     for receiver, response in responses:
@@ -110,17 +113,13 @@ def send_and_log(
     return errors
 
 
-class NoReceiverError(PlantonError):
-    """A task dispatched an instruction that no ``task_dispatched`` receiver listens to."""
+def receives_dispatches(task: Any) -> bool:
+    """Whether a receiver will see the task's executions: per execution, or per batch.
 
-    code = "NO_RECEIVER"
-
-    def __init__(self, task_name: str) -> None:
-        super().__init__(
-            f"No task_dispatched receiver listens to task {task_name}: connect one with "
-            f"task_dispatched.connect(receiver, sender=<the task>) in an AppConfig.ready()."
-        )
-        self.task_name = task_name
+    A ``batch_dispatched`` receiver alone is a design of its own (it hands the
+    batch to a worker system, which ends the executions).
+    """
+    return task_dispatched.has_listeners(sender=task) or batch_dispatched.has_listeners(sender=task)
 
 
 _warned_no_receiver: set[str] = set()
@@ -251,7 +250,6 @@ def send_terminated(executions: Iterable[MaintenanceTaskExecution], reason: str)
 
 
 __all__ = [
-    "NoReceiverError",
     "batch_dispatched",
     "execution_terminated",
     "executions_ended",

@@ -8,6 +8,7 @@ giving them up are actions that need the change permission on them.
 
 from .executions import MaintenanceTaskExecutionAdmin, OutcomeFilter
 from .failing import FailingInstructionAdmin, FailingInstructionInline, FailingStateFilter
+from .runners import RunnerProcessAdmin
 from .tasks import MaintenanceTaskAdmin
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "MaintenanceTaskAdmin",
     "MaintenanceTaskExecutionAdmin",
     "OutcomeFilter",
+    "RunnerProcessAdmin",
 ]

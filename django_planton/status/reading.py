@@ -1,22 +1,26 @@
 """Reading the fleet's status: a fixed number of statements, whatever the number of tasks.
 
 What ``fleet_status()`` costs: one statement for the database's time (none
-on SQLite), one for the task rows, one for the runner rows, and three over
-the executions:
+on SQLite), one for the task rows, one for the runner rows, and three or
+four over the executions:
 
 - the outcome counts of the last hour and day, grouped by task with
-  conditional counts: one pass over the executions that started in the last
-  day (and the running ones), found through the index on ``ended_at`` and
-  the partial one on running executions rather than the whole table; at
-  10,000 executions a day per task, 500 tasks make 5 million rows to count,
-  which takes the database seconds: scrape it every minute, not every second;
+  conditional counts: one pass over the executions of the last day and the
+  running ones, found through the index on ``ended_at`` and the partial one
+  on running executions rather than the whole table;
 - the executions running past their task's maximum duration, grouped by
   task: the running rows only (the partial index);
-- the durations for p50 and p95: the last :data:`DURATION_SAMPLE`
+- the durations for p50 and p95: the newest :data:`DURATION_SAMPLE`
   executions of each task that ended in the last day, numbered per task in
-  SQL (``ROW_NUMBER()``), so at most 500 x 200 rows come back for 500 tasks
-  however many thousands of executions each ran in the day; the
-  percentiles are computed here.
+  SQL (``ROW_NUMBER()``), so at most 200 rows per task come back however
+  many thousands each ran; read from the last hour first, and from the day
+  only for the tasks the hour did not fill. The percentiles are computed here.
+
+Measured on PostgreSQL 17 (2 cores): 100 tasks with 10,000 executions a
+day each (a million rows in the day) take 0.31 s, nearly all of it the
+counts; 500 tasks with 345 a day each take 0.8 s, half of it sorting the
+day's durations. The time grows with the executions of the last day, so
+scrape the metrics every 30 to 60 seconds, not every second.
 
 ``task_status()`` reads the same for one task (its executions through the
 index on the task).
@@ -61,7 +65,7 @@ DAY = timedelta(days=1)
 
 
 def fleet_status(using: str = DEFAULT_DB_ALIAS) -> FleetStatus:
-    """Every runner and task row with their figures, in six statements whatever their number."""
+    """Every runner and task row with their figures, in at most seven statements."""
     now = read_database_now(using)
     rows = MaintenanceTask.objects.using(using).order_by("nid")
     return FleetStatus(
@@ -100,7 +104,7 @@ def _task_statuses(rows: QuerySet[MaintenanceTask], now: datetime, using: str) -
         executions = executions.filter(maintenance_task_id=tasks[0].pk)
     counts = _outcome_counts(executions, now)
     overdue = _overdue_counts(executions, now)
-    durations = _duration_samples(executions, now)
+    durations = _duration_samples(executions, now, [task.pk for task in tasks])
     return [
         _task_status(
             task, now, counts.get(task.pk, {}), overdue.get(task.pk, 0), durations.get(task.pk, [])
@@ -227,16 +231,34 @@ def _overdue_counts(executions: MaintenanceTaskExecutionQuerySet, now: datetime)
 
 
 def _duration_samples(
-    executions: MaintenanceTaskExecutionQuerySet, now: datetime
+    executions: MaintenanceTaskExecutionQuerySet, now: datetime, task_ids: list[int]
 ) -> dict[int, list[float]]:
-    """Per task id, the durations in seconds of its last executions ended in the last day."""
+    """Per task id, the durations in seconds of its newest executions ended in the last day.
+
+    The last hour first: a busy task has its whole sample there, and the
+    database sorts an hour's rows instead of a day's. Only the tasks that
+    ended fewer than :data:`DURATION_SAMPLE` executions in the hour are read
+    again over the day (a second statement, when there are any).
+    """
+    ended = executions.filter(terminated_at__isnull=True)
+    samples = _newest_durations(ended.filter(ended_at__gte=now - HOUR))
+    short = [task_id for task_id in task_ids if len(samples.get(task_id, ())) < DURATION_SAMPLE]
+    if short:
+        day = ended.filter(ended_at__gte=now - DAY)
+        if len(short) < len(task_ids):
+            day = day.filter(maintenance_task_id__in=short)
+        samples.update(_newest_durations(day))
+    return samples
+
+
+def _newest_durations(executions: MaintenanceTaskExecutionQuerySet) -> dict[int, list[float]]:
+    """The durations of each task's newest :data:`DURATION_SAMPLE` executions, numbered in SQL."""
     duration = ExpressionWrapper(F("ended_at") - F("started_at"), output_field=DurationField())
     newest_first = Window(
         RowNumber(), partition_by=[F("maintenance_task_id")], order_by=F("ended_at").desc()
     )
     rows = (
-        executions.filter(ended_at__gte=now - DAY, terminated_at__isnull=True)
-        .order_by()
+        executions.order_by()
         .annotate(took=duration, row_number=newest_first)
         .filter(row_number__lte=DURATION_SAMPLE)
         .values_list("maintenance_task_id", "took")

@@ -174,8 +174,8 @@ def test_a_task_without_receivers_is_w002_with_a_hint(make_task, no_default_rece
         signals.task_dispatched.disconnect(receiver, sender=registry.get("heard"))
     assert isinstance(message, Warning)
     assert message.msg == (
-        "No task_dispatched receiver listens to task 'lonely': the runner fails each of its "
-        "executions at once."
+        "No task_dispatched (nor batch_dispatched) receiver listens to task 'lonely': the "
+        "runner fails each of its executions at once."
     )
     assert "task_dispatched.connect(receiver, sender=<the task 'lonely'>)" in message.hint
     assert message.obj == "lonely"
@@ -193,6 +193,20 @@ def test_a_receiver_of_every_sender_counts_for_w002(make_task, no_default_receiv
         assert w002(checks.check_receivers()) == []
     finally:
         signals.task_dispatched.disconnect(anyone)
+
+
+def test_a_batch_dispatched_receiver_counts_for_w002(make_task, no_default_receiver):
+    task = make_task("batched")
+    assert len(w002(checks.check_receivers())) == 1
+
+    def take_batch(sender, **kwargs):
+        pass
+
+    signals.batch_dispatched.connect(take_batch, sender=task, weak=False)
+    try:
+        assert w002(checks.check_receivers()) == []
+    finally:
+        signals.batch_dispatched.disconnect(take_batch, sender=task)
 
 
 def test_the_example_sites_tasks_all_have_receivers(no_default_receiver):

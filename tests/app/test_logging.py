@@ -12,10 +12,10 @@ import uuid
 
 import pytest
 
-from django_planton import signals
+from django_planton.errors import NoReceiverError, PlantonError
 from django_planton.executors import Inline
 from django_planton.models import MaintenanceTaskExecution
-from django_planton.signals import NoReceiverError, receiver_name, task_dispatched
+from django_planton.signals import batch_dispatched, receiver_name, task_dispatched
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -155,7 +155,7 @@ def test_no_receiver_is_an_error_with_a_code():
     error = NoReceiverError("t")
     assert error.code == "NO_RECEIVER"
     assert error.task_name == "t"
-    assert signals.NoReceiverError is NoReceiverError
+    assert isinstance(error, PlantonError)
 
 
 def failing_always(message: str):
@@ -183,3 +183,25 @@ def test_a_schedule_that_keeps_failing_logs_its_traceback_once_then_a_line_per_a
         f"Task reports: RuntimeError: {message} "
         "(the same error 4 times; traceback logged the first time)"
     )
+
+
+def test_a_task_whose_batches_have_a_receiver_keeps_its_executions_running(
+    make_task, make_runner, scripted_schedule, no_default_receiver, caplog
+):
+    # A batch_dispatched receiver alone hands the batch on; whoever takes it
+    # ends the executions, so none is failed for want of a task_dispatched receiver.
+    task = make_task("batched", scripted_schedule(["a", "b"]), concurrency=2)
+    batches = []
+
+    def take_batch(sender, executions, **kwargs):
+        batches.append([execution.instruction for execution in executions])
+
+    batch_dispatched.connect(take_batch, sender=task, weak=False)
+    try:
+        make_runner().run_once()
+    finally:
+        batch_dispatched.disconnect(take_batch, sender=task)
+
+    assert batches == [["a", "b"]]
+    assert [e.outcome for e in MaintenanceTaskExecution.objects.all()] == ["running"] * 2
+    assert not [r for r in ours(caplog, logging.WARNING) if "batched" in r.getMessage()]

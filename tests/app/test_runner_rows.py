@@ -111,6 +111,15 @@ def test_a_row_pruned_while_the_runner_lives_comes_back(make_task, make_runner):
     assert back.started_at == original.started_at
 
 
+def test_a_stop_that_leaves_receivers_running_keeps_the_row(make_task):
+    """Their executions are then ended by other runners once the row is dead."""
+    heartbeat = Heartbeat(using="default", hostname="h", tasks=[make_task()], interval=FAST)
+    heartbeat.start()
+    heartbeat.stop(remove=False, timeout=10)
+    assert RunnerProcess.objects.filter(pk=heartbeat.row_id).exists()
+    assert wait_until(lambda: RunnerProcess.objects.dead().exists())
+
+
 def test_once_records_no_row(make_task, make_runner):
     make_runner([make_task()]).run_once()
     assert not RunnerProcess.objects.exists()

@@ -138,20 +138,28 @@ def test_percentiles_read_the_newest_sample_of_each_task(now, monkeypatch):
     for name in ("a", "b"):
         task = MaintenanceTaskFactory(nid=name)
         for seconds in range(1, 7):  # the newest executions are the quickest
-            start = ago(now, minutes=10 * seconds)
-            MaintenanceTaskExecutionFactory(
-                maintenance_task=task,
-                completed=True,
-                started_at=start,
-                ended_at=start + timedelta(seconds=seconds),
-            )
+            ended(task, ago(now, minutes=10 * seconds), seconds)
+    # Fewer than 3 in the last hour: its sample is completed from the day.
+    quiet = MaintenanceTaskFactory(nid="quiet")
+    for hours, seconds in [(0.3, 5), (2, 1), (3, 2), (4, 50), (30, 100)]:
+        ended(quiet, ago(now, hours=hours), seconds)
 
     tasks = status.fleet_status().tasks
 
-    assert [(task.p50_seconds, task.p95_seconds) for task in tasks] == [
-        (2.0, pytest.approx(2.9)),
-        (2.0, pytest.approx(2.9)),
+    assert [(task.name, task.p50_seconds, task.p95_seconds) for task in tasks] == [
+        ("a", 2.0, pytest.approx(2.9)),
+        ("b", 2.0, pytest.approx(2.9)),
+        ("quiet", 2.0, pytest.approx(4.7)),
     ]
+
+
+def ended(task, started_at, seconds):
+    MaintenanceTaskExecutionFactory(
+        maintenance_task=task,
+        completed=True,
+        started_at=started_at,
+        ended_at=started_at + timedelta(seconds=seconds),
+    )
 
 
 def test_no_duration_no_percentile():
@@ -256,7 +264,7 @@ def test_the_number_of_statements_does_not_grow_with_tasks(now, django_assert_ma
         )
     RunnerProcessFactory()
 
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         fleet = status.fleet_status()
 
     assert len(fleet.tasks) == 30

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 import pytest
 
 from django_planton.core import CycleReport, ErrorLog, Planton, Task
 from django_planton.errors import PlantonError
 
-from .helpers import tiny_delay
+from ..support import wait_until
+from .helpers import task, tiny_delay
 
 
 def errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -96,3 +98,33 @@ def test_a_batch_failure_is_logged_once_naming_its_tasks_and_each_task_hears_of_
     assert message.startswith("Tasks ")
     assert message.endswith("(one batch): OSError: connection refused")
     assert all(t.name in message for t in tasks)
+
+
+def test_a_schedule_that_keeps_failing_has_one_traceback_then_a_line_per_attempt(
+    make_planton, recorder, caplog
+):
+    message = f"the reports table is locked ({uuid.uuid4().hex[:8]})"  # new to the shared log
+
+    def failing(context):
+        raise RuntimeError(message)
+
+    make_planton([task("reports", failing)])
+    assert wait_until(lambda: len(recorder.errors("reports")) >= 5)
+
+    records = [r for r in errors(caplog) if message in r.getMessage()][:5]
+    assert [r.exc_info is not None for r in records] == [True, False, False, False, False]
+    assert [r.getMessage() for r in records[:2]] == [
+        f"Task reports: RuntimeError: {message}",
+        f"Task reports: RuntimeError: {message} "
+        "(the same error 2 times; traceback logged the first time)",
+    ]
+    assert [r.repeats for r in records[1:]] == [2, 3, 4, 5]
+
+
+def test_the_fields_of_a_report_reach_the_record(caplog):
+    ErrorLog().report(
+        "A receiver failed", raised(ValueError("x")), extra={"execution_id": 7, "instruction": "a"}
+    )
+    [record] = errors(caplog)
+    assert (record.execution_id, record.instruction) == (7, "a")
+    assert record.getMessage() == "A receiver failed: ValueError: x"

@@ -26,3 +26,10 @@ if os.environ.get("PLANTON_TEST_HOUSEKEEPING_INTERVAL"):
 for _key, _value in os.environ.items():
     if _key.startswith("PLANTON_TEST_SET_"):
         globals()["PLANTON_" + _key.removeprefix("PLANTON_TEST_SET_")] = ast.literal_eval(_value)
+
+# testapp_idle and testapp_tick never dispatch anything: they need no receiver.
+SILENCED_SYSTEM_CHECKS = [*getattr(_base, "SILENCED_SYSTEM_CHECKS", []), "django_planton.W002"]
+
+# PLANTON_TEST_DEFAULT_LOGGING=1: no LOGGING, as in a new project.
+if os.environ.get("PLANTON_TEST_DEFAULT_LOGGING") == "1":
+    globals().pop("LOGGING", None)

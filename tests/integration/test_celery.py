@@ -60,7 +60,7 @@ def test_receivers_run_in_the_celery_worker_and_skip_what_ended_meanwhile(
 
     planton = manage(url, broker, "run_planton", "--once", "--task", TASK)
     assert planton.returncode == 0, planton.stderr
-    assert "4 instruction(s) dispatched" in planton.stdout
+    assert ": 4 dispatched, 0 succeeded, 0 failed, 0 terminated, 4 still running;" in planton.stdout
     terminate = (
         "from django_planton.models import MaintenanceTaskExecution as E; "
         "E.objects.filter(instruction='celery-gone').terminate('operator')"
@@ -118,7 +118,8 @@ def test_a_broker_that_is_down_fails_the_executions_it_could_not_take(subprocess
     planton = manage(url, "redis://127.0.0.1:1/0", "run_planton", "--once", "--task", TASK)
     took = time.monotonic() - began
 
-    assert planton.returncode == 0, planton.stderr
+    assert planton.returncode == 1, planton.stderr  # an execution failed
+    assert "CommandError: 1 of 1 execution(s) failed" in planton.stderr
     assert took < 60
     [(ended_at, reason, error)] = executions(url, TASK).values()
     assert ended_at is not None

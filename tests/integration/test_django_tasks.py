@@ -76,7 +76,7 @@ def test_receivers_run_in_the_worker_and_skip_what_ended_meanwhile(subprocess_da
 
     planton = manage(url, "run_planton", "--once", "--task", TASK)
     assert planton.returncode == 0, planton.stderr
-    assert "4 instruction(s) dispatched" in planton.stdout
+    assert ": 4 dispatched, 0 succeeded, 0 failed, 0 terminated, 4 still running;" in planton.stdout
     queued = executions(url)
     assert set(queued) == set(JOBS)
     assert all(ended_at is None for ended_at, _, _ in queued.values())  # none ran yet

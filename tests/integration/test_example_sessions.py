@@ -88,7 +88,7 @@ def test_run_planton_then_db_worker_clears_them(subprocess_database_url):
 
     planton = manage(url, "run_planton", "--once", "--task", "clear_expired_sessions")
     assert planton.returncode == 0, planton.stderr
-    assert "1 instruction(s) dispatched" in planton.stdout
+    assert ": 1 dispatched, 0 succeeded, 0 failed, 0 terminated, 1 still running;" in planton.stdout
     assert len(query(url, "SELECT session_key FROM django_session")) == 3  # not yet
 
     worker = manage(url, "db_worker", "--batch", "--no-startup-delay")

@@ -2,7 +2,8 @@
 
 Samples with ``>>>`` prompts run as doctests; the others are executed as
 they stand, against a fresh task registry so that their registrations do not
-leak into other tests. The commands and options the README names are checked
+leak into other tests. They import from the reader's app, ``myapp``: the
+example site's accounts app stands in for it. The commands and options the README names are checked
 against the Makefile and the ``run_planton`` parser.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import doctest
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,16 @@ DOCTEST_SAMPLES = [body for body in blocks("python") if ">>>" in body]
 def test_the_readme_has_samples_of_each_kind() -> None:
     assert len(PYTHON_SAMPLES) >= 6
     assert DOCTEST_SAMPLES
+
+
+@pytest.fixture(autouse=True)
+def myapp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``myapp`` and the modules the samples import from it: the example site's."""
+    from example_site import accounts
+    from example_site.accounts import models, tasks
+
+    for name, module in {"myapp": accounts, "myapp.models": models, "myapp.tasks": tasks}.items():
+        monkeypatch.setitem(sys.modules, name, module)
 
 
 @pytest.fixture

@@ -7,11 +7,13 @@ plus ``tests.integration.testapp``, whose ``ready()`` registers ``testapp_idle``
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Group
 
 from django_planton.models import MaintenanceTask
 
@@ -60,9 +62,46 @@ def test_once_in_a_process(manage, subprocess_database_url):
     )
     assert result.returncode == 0, result.stderr
     assert (
-        "Ran one cycle of 2 task(s) (testapp_idle, testapp_claim_jobs): "
-        "0 instruction(s) dispatched, 0 with errors."
+        "Ran one cycle of 2 task(s) (testapp_idle, testapp_claim_jobs): 0 dispatched, "
+        "0 succeeded, 0 failed, 0 terminated, 0 still running; 0 schedule(s) failed."
     ) in result.stdout
+
+
+# What a new project's settings give: no LOGGING, so run_planton adds a handler of its own.
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) \[MainThread\] ")
+
+
+@in_a_process
+def test_once_in_a_new_project_logs_a_failed_schedule_and_exits_1(manage, subprocess_database_url):
+    result = manage(
+        ["run_planton", "--once", "--task", "testapp_idle"],
+        subprocess_database_url,
+        PLANTON_TEST_DEFAULT_LOGGING="1",
+        PLANTON_TEST_IDLE_RAISE="the reports table is locked",
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == (
+        "Ran one cycle of 1 task(s) (testapp_idle): 0 dispatched, 0 succeeded, 0 failed, "
+        "0 terminated, 0 still running; 1 schedule(s) failed.\n"
+    )
+    lines = result.stderr.splitlines()
+    first = LOG_LINE.match(lines[0])
+    assert first, result.stderr
+    assert first["level"] == "ERROR"
+    assert lines[0].endswith("Task testapp_idle: RuntimeError: the reports table is locked")
+    assert lines.count("Traceback (most recent call last):") == 1
+    assert lines[-1] == "CommandError: 1 schedule(s) failed; the log says why."
+
+
+@in_a_process
+def test_once_with_v0_prints_nothing_when_all_went_well(manage, subprocess_database_url):
+    result = manage(
+        ["run_planton", "--once", "-v", "0", "--task", "testapp_idle"],
+        subprocess_database_url,
+        PLANTON_TEST_DEFAULT_LOGGING="1",
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 def last_attempted(database_url: str, name: str):
@@ -113,12 +152,45 @@ def test_a_second_signal_exits_at_once(planton_process, subprocess_database_url)
 
     process.send_signal(signal.SIGTERM)
     assert process.wait_for_stderr("SIGTERM received"), process.stderr
+    assert process.wait_for_stderr("Waiting up to 60 s for 1 cycle(s) in flight (testapp_idle)")
     assert process.wait(timeout=0.5) is None  # still waiting for the cycle in flight
     process.send_signal(signal.SIGTERM)
 
     assert process.wait(timeout=15) == 128 + signal.SIGTERM
     assert "Second SIGTERM: exiting now." in process.stderr
     assert "Stopped." not in process.stdout
+
+
+def add_job(database_url: str, name: str) -> None:
+    """A group for testapp_claim_jobs to claim, in the subprocess's database."""
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(Path(database_url.removeprefix("sqlite:///"))) as db:
+            db.execute("INSERT INTO auth_group (name) VALUES (?)", [name])
+        db.close()
+        return
+    Group.objects.create(name=name)
+
+
+@in_a_process
+def test_a_stop_says_it_waits_for_a_slow_receiver_then_gives_up_on_it(
+    planton_process, subprocess_database_url
+):
+    add_job(subprocess_database_url, "job-slow")
+    process = planton_process(
+        ["run_planton", "--task", "testapp_claim_jobs", "--shutdown-timeout", "1"],
+        subprocess_database_url,
+        PLANTON_TEST_RECEIVER_SLEEP="30",
+    )
+    assert process.wait_for_output("testapp_claim_jobs: receiver sleeping"), process.stderr
+
+    process.send_signal(signal.SIGINT)
+
+    assert process.wait(timeout=15) == 1
+    [waiting] = [line for line in process.stderr.splitlines() if "Waiting up to" in line]
+    assert waiting.endswith(" and 1 receiver(s) at work.") or waiting.endswith(
+        "Waiting up to 1 s for 1 receiver(s) at work."
+    ), waiting
+    assert "Cycles still running after 1s: none, and 1 receiver(s) at work." in process.stderr
 
 
 @in_a_process

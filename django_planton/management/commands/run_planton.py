@@ -212,8 +212,10 @@ class Command(BaseCommand):
                 f"{', '.join(cycle.names)} (running {cycle.seconds():.0f}s)"
                 for cycle in runner.cycles_in_flight()
             )
+            receivers = sum(executor.receivers_running() for executor in runner.executors())
+            at_work = f", and {receivers} receiver(s) at work" if receivers else ""
             self.stderr.write(
-                f"Cycles still running after {shutdown_timeout:g}s: {stuck or 'none named'}. "
+                f"Cycles still running after {shutdown_timeout:g}s: {stuck or 'none'}{at_work}. "
                 "Exiting without them (their transactions roll back), with status 1."
             )
             self.stdout.flush()

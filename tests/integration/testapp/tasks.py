@@ -4,14 +4,18 @@
 each attempt leaves an ``auth.Group`` named ``attempt-...``, so that a test
 can count attempts across processes; with ``PLANTON_TEST_IDLE_BLOCK=<seconds>``
 its schedule prints ``testapp_idle: blocking`` and sleeps that long, so that a
-test can stop the process while a cycle is in flight. Its delay is
-``PLANTON_TEST_IDLE_DELAY`` seconds (0.05 by default).
+test can stop the process while a cycle is in flight; with
+``PLANTON_TEST_IDLE_RAISE=<message>`` it raises ``RuntimeError(message)``.
+Its delay is ``PLANTON_TEST_IDLE_DELAY`` seconds (0.05 by default).
 
 ``testapp_claim_jobs`` works through the ``auth.Group`` rows named
 ``job-...``: its schedule returns the ids of those not being worked on, and
 the ``task_dispatched`` receiver hands each to a thread that deletes the
 group and completes the execution in one transaction, as a worker would.
-Its concurrency comes from ``PLANTON_TEST_CONCURRENCY`` (3 by default).
+Its concurrency comes from ``PLANTON_TEST_CONCURRENCY`` (3 by default). With
+``PLANTON_TEST_RECEIVER_SLEEP=<seconds>`` the receiver prints
+``testapp_claim_jobs: receiver sleeping`` and sleeps that long first, so that
+a test can stop the process while a receiver is at work.
 
 ``testapp_slow_jobs`` (concurrency 3) works through the ``auth.Group`` rows
 named ``slowjob-...`` the same way, but each takes
@@ -80,6 +84,8 @@ def idle(context: ScheduleContext) -> list[str]:
     if block:
         print("testapp_idle: blocking", flush=True)
         time.sleep(block)
+    if os.environ.get("PLANTON_TEST_IDLE_RAISE"):
+        raise RuntimeError(os.environ["PLANTON_TEST_IDLE_RAISE"])
     return []
 
 
@@ -107,6 +113,10 @@ def _work(execution_pk: int, group_pk: int) -> None:
 
 def hand_to_worker(sender: Task, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
     global _pool
+    sleep = float(os.environ.get("PLANTON_TEST_RECEIVER_SLEEP", "0"))
+    if sleep:
+        print("testapp_claim_jobs: receiver sleeping", flush=True)
+        time.sleep(sleep)
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="testapp-worker")
