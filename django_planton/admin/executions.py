@@ -75,9 +75,9 @@ def execution_title(execution: MaintenanceTaskExecution) -> str:
 
 @admin.register(MaintenanceTaskExecution)
 class MaintenanceTaskExecutionAdmin(ExecutionAdminBase):
-    # Few, narrow columns, to fit 1,400 px beside the filters; the attempt,
-    # the host and why it failed or was terminated are on the page (and in
-    # the outcome's tooltip).
+    # Few, narrow columns, to fit 1,400 px beside the filters: a retry's
+    # attempt is tagged beside its instruction; the host and why it failed or
+    # was terminated are on the page (and in the outcome's tooltip).
     list_display = [
         "id",
         "maintenance_task",
@@ -150,8 +150,16 @@ class MaintenanceTaskExecutionAdmin(ExecutionAdminBase):
         return request.user.has_perm(f"{opts.app_label}.terminate_{opts.model_name}")
 
     @admin.display(description=_("instruction"), ordering="instruction")
-    def instruction_display(self, obj: MaintenanceTaskExecution) -> str:
-        return Truncator(obj.instruction).chars(24)
+    def instruction_display(self, obj: MaintenanceTaskExecution) -> SafeString | str:
+        """The instruction, and which attempt at it when it is a retry."""
+        instruction = Truncator(obj.instruction).chars(24)
+        if obj.attempt <= 1:
+            return instruction
+        return format_html(
+            '{} <span class="planton-tag">{}</span>',
+            instruction,
+            gettext("attempt %(number)d") % {"number": obj.attempt},
+        )
 
     @admin.display(description=_("outcome"))
     def outcome_display(self, obj: MaintenanceTaskExecution) -> SafeString:
