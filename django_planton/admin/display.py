@@ -108,17 +108,25 @@ def time_cell(value: datetime | None, relative: str) -> SafeString | str:
     )
 
 
-def outcome_badge(outcome: Outcome) -> SafeString:
-    """The outcome's word; an icon before it only when something went wrong."""
+def outcome_badge(outcome: Outcome, detail: str = "") -> SafeString:
+    """The outcome's word; an icon before it only when something went wrong.
+
+    ``detail`` (why it failed, or was terminated) becomes the tooltip.
+    """
     icon = _ICONS.get(outcome)
+    title = format_html(' title="{}"', detail) if detail and detail != EMPTY else ""
     if icon is None:
         return format_html(
-            '<span class="planton-outcome planton-{}">{}</span>', outcome.value, outcome.label
+            '<span class="planton-outcome planton-{}"{}>{}</span>',
+            outcome.value,
+            title,
+            outcome.label,
         )
     return format_html(
-        '<span class="planton-outcome planton-{}"><img src="{}" alt="" width="13" height="13"> '
+        '<span class="planton-outcome planton-{}"{}><img src="{}" alt="" width="13" height="13"> '
         "{}</span>",
         outcome.value,
+        title,
         static(icon),
         outcome.label,
     )

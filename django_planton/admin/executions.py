@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from django.db.models.expressions import Combinable
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -74,15 +75,16 @@ def execution_title(execution: MaintenanceTaskExecution) -> str:
 
 @admin.register(MaintenanceTaskExecution)
 class MaintenanceTaskExecutionAdmin(ExecutionAdminBase):
+    # Few, narrow columns, to fit 1,400 px beside the filters: a retry's
+    # attempt is tagged beside its instruction; the host and why it failed or
+    # was terminated are on the page (and in the outcome's tooltip).
     list_display = [
         "id",
         "maintenance_task",
         "instruction_display",
-        "attempt",
         "outcome_display",
         "started_display",
         "duration_display",
-        "note_display",
     ]
     list_filter = [OutcomeFilter, "maintenance_task", "hostname"]
     list_select_related = ["maintenance_task"]
@@ -148,12 +150,21 @@ class MaintenanceTaskExecutionAdmin(ExecutionAdminBase):
         return request.user.has_perm(f"{opts.app_label}.terminate_{opts.model_name}")
 
     @admin.display(description=_("instruction"), ordering="instruction")
-    def instruction_display(self, obj: MaintenanceTaskExecution) -> str:
-        return Truncator(obj.instruction).chars(40)
+    def instruction_display(self, obj: MaintenanceTaskExecution) -> SafeString | str:
+        """The instruction, and which attempt at it when it is a retry."""
+        instruction = Truncator(obj.instruction).chars(24)
+        if obj.attempt <= 1:
+            return instruction
+        return format_html(
+            '{} <span class="planton-tag">{}</span>',
+            instruction,
+            gettext("attempt %(number)d") % {"number": obj.attempt},
+        )
 
     @admin.display(description=_("outcome"))
     def outcome_display(self, obj: MaintenanceTaskExecution) -> SafeString:
-        return outcome_badge(obj.outcome)
+        """The outcome's word; why it failed or was terminated in its tooltip."""
+        return outcome_badge(obj.outcome, detail=self.note_display(obj))
 
     @admin.display(description=_("started"), ordering="started_at")
     def started_display(self, obj: MaintenanceTaskExecution) -> str:
@@ -172,15 +183,16 @@ class MaintenanceTaskExecutionAdmin(ExecutionAdminBase):
         return format_time(obj.created_at)
 
     @admin.display(description=_("duration"), ordering="started_at")
-    def duration_display(self, obj: MaintenanceTaskExecution) -> str:
-        """How long it ran; for a running one, how long it has run so far."""
+    def duration_display(self, obj: MaintenanceTaskExecution) -> SafeString | str:
+        """How long it ran; for a running one, how long it has run so far (in italics)."""
         if obj.ended_at is not None:
             return _format_duration(obj.duration)
         now: datetime | None = getattr(obj, "database_now", None)  # see get_queryset()
         age = (now - obj.started_at) if now is not None else obj.duration
-        return gettext("running for %(span)s") % {
-            "span": format_seconds(max(age or timedelta(0), timedelta(0)).total_seconds())
-        }
+        span = format_seconds(max(age or timedelta(0), timedelta(0)).total_seconds())
+        return format_html(
+            '<em title="{}">{}</em>', gettext("running for %(span)s") % {"span": span}, span
+        )
 
     @admin.display(description=_("error or reason"))
     def note_display(self, obj: MaintenanceTaskExecution) -> str:

@@ -1,8 +1,8 @@
 """Tasks: steering without a deploy (pause, resume, attempt now, concurrency override).
 
-The list fits a 1,400 px screen: a column per figure an operator scans
-(running, concurrency, next attempt, last dispatch, last error, failing
-instructions, links to the executions); the rest is on the task's page,
+The list fits a 1,400 px screen, the admin's sidebar open: a column per
+figure an operator scans (running, concurrency, next attempt, last error,
+failing instructions, links to the executions); the rest is on the task's page,
 with its activity charts (:mod:`.dashboard`) and the schedule's preview
 (:mod:`.preview`). Relative times count from the database's clock, read in
 the list's own query.
@@ -48,11 +48,9 @@ class MaintenanceTaskAdmin(TaskAdminBase):
     list_display = [
         "name_display",
         "running_count",
-        "effective_concurrency_display",
         "maximum_concurrent_execution_count",
         "is_paused",
         "next_attempt_display",
-        "last_dispatched_display",
         "last_error_cell",
         "failing_display",
         "executions_links",
@@ -163,14 +161,11 @@ class MaintenanceTaskAdmin(TaskAdminBase):
             gettext("not registered"),
         )
 
-    @admin.display(description=_("running"), ordering="running_count")
-    def running_count(self, obj: MaintenanceTask) -> int:
+    @admin.display(description=_("running / concurrency"), ordering="running_count")
+    def running_count(self, obj: MaintenanceTask) -> str:
+        """How many run, of the effective concurrency (the override, else the code's)."""
         count: int = getattr(obj, "running_count", 0)  # annotated by get_queryset()
-        return count
-
-    @admin.display(description=_("concurrency"))
-    def effective_concurrency_display(self, obj: MaintenanceTask) -> int:
-        return obj.effective_concurrency
+        return f"{count} / {obj.effective_concurrency}"
 
     @admin.display(description=_("next attempt"), ordering="next_attempt_at")
     def next_attempt_display(self, obj: MaintenanceTask) -> SafeString | str:
@@ -180,13 +175,6 @@ class MaintenanceTaskAdmin(TaskAdminBase):
         if now is None:
             return format_time(obj.next_attempt_at)
         return time_cell(obj.next_attempt_at, until(obj.next_attempt_at, now))
-
-    @admin.display(description=_("last dispatch"), ordering="last_dispatched_at")
-    def last_dispatched_display(self, obj: MaintenanceTask) -> SafeString | str:
-        now = _now_of(obj)
-        if now is None or obj.last_dispatched_at is None:
-            return format_time(obj.last_dispatched_at)
-        return time_cell(obj.last_dispatched_at, ago(obj.last_dispatched_at, now))
 
     @admin.display(description=_("last error"))
     def last_error_cell(self, obj: MaintenanceTask) -> SafeString | str:
@@ -248,6 +236,10 @@ class MaintenanceTaskAdmin(TaskAdminBase):
     @admin.display(description=_("last attempted"))
     def last_attempted_display(self, obj: MaintenanceTask) -> str:
         return self._time_and_ago(obj, obj.last_attempted_at)
+
+    @admin.display(description=_("last dispatched"))
+    def last_dispatched_display(self, obj: MaintenanceTask) -> str:
+        return self._time_and_ago(obj, obj.last_dispatched_at)
 
     @admin.display(description=_("created"))
     def created_display(self, obj: MaintenanceTask) -> str:

@@ -9,15 +9,14 @@ terminated and still run (read once the receivers have run), and
 from __future__ import annotations
 
 import logging
-import threading
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from ..models import MaintenanceTaskExecution
+from ..models import MaintenanceTaskExecution, RunnerProcess
 from ..runner import Runner
-from ..signals import batch_dispatched
+from ..sql import read_database_now
 from ..states import Outcome, outcome_of
 
 __all__ = ["OnceSummary", "run_once"]
@@ -80,33 +79,30 @@ class OnceSummary:
 def run_once(runner: Runner) -> OnceSummary:
     """Run ``runner.run_once()`` and read the outcomes of the executions it dispatched.
 
-    Their ids come from ``batch_dispatched``, which the cycle sends here, in
-    this process, before it hands the executions to their executor; their
-    outcomes are read once the executors have run the receivers.
+    They are the executions of the run's tasks that this process (its
+    identity, ``host:pid``, is in their ``hostname`` column) started since
+    the run began, by the database's clock; their outcomes are read once the
+    executors have run the receivers. (Not a ``batch_dispatched`` receiver:
+    that would count as one for the tasks that have none.)
     """
     names = tuple(task.name for task in runner.tasks)
-    ids: list[int] = []
-    lock = threading.Lock()
-
-    def collect(sender: Any, task_name: str, executions: Sequence[Any], **kwargs: Any) -> None:
-        if task_name not in names:
-            return
-        with lock:
-            ids.extend(execution.pk for execution in executions)
-        # As the loop says it at -v 2 (core.events).
-        logger.debug(
-            "Task %s dispatched %d instruction(s): %s",
-            task_name,
-            len(executions),
-            ", ".join(execution.instruction for execution in executions),
-            extra={"task_name": task_name},
-        )
-
-    batch_dispatched.connect(collect, weak=False)
-    try:
-        reports = runner.run_once()
-    finally:
-        batch_dispatched.disconnect(collect)
+    identity = RunnerProcess.identity_of(runner.cycle_runner.hostname, os.getpid())
+    since = read_database_now(runner.using)
+    reports = runner.run_once()
+    for task, report in zip(runner.tasks, reports, strict=True):
+        if report.instructions:  # as the loop says it at -v 2 (core.events)
+            logger.debug(
+                "Task %s dispatched %d instruction(s): %s",
+                task.name,
+                len(report.instructions),
+                ", ".join(report.instructions),
+                extra={"task_name": task.name},
+            )
+    ids = list(
+        MaintenanceTaskExecution.objects.using(runner.using)
+        .filter(hostname=identity, started_at__gte=since, maintenance_task__nid__in=names)
+        .values_list("pk", flat=True)
+    )
     return OnceSummary(
         task_names=names,
         outcomes=outcomes_of(ids, using=runner.using),

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.utils.translation import gettext
 
 from ..conf import planton_settings
 from ..registry import registry
@@ -76,8 +77,10 @@ def preview_schedule(name: str, *, using: str = DEFAULT_DB_ALIAS) -> SchedulePre
     if task is None:
         return SchedulePreview(
             task_name=name,
-            problem=f"Task {name!r} is not registered in this process: there is no schedule "
-            "to run.",
+            problem=gettext(
+                "Task %(name)r is not registered in this process: there is no schedule to run."
+            )
+            % {"name": name},
         )
     connection = connections[using]
     statements: list[ExecutedStatement] = []
@@ -123,11 +126,13 @@ def _no_row(name: str, using: str) -> str:
     from ..models import MaintenanceTask
 
     if MaintenanceTask.objects.using(using).for_task(name).exists():
-        return (
-            f"A runner is attempting task {name!r} right now (its row is locked); "
+        return gettext(
+            "A runner is attempting task %(name)r right now (its row is locked); "
             "try again in a moment."
-        )
-    return f"Task {name!r} has no row yet: run_planton creates it when it starts."
+        ) % {"name": name}
+    return gettext("Task %(name)r has no row yet: run_planton creates it when it starts.") % {
+        "name": name
+    }
 
 
 def _described(error: BaseException) -> str:

@@ -212,10 +212,8 @@ def test_tasks_changelist_shows_running_count_and_effective_concurrency(admin_cl
     assert (rows["busy"].running_count, rows["busy"].effective_concurrency) == (2, 3)
     assert (rows["steered"].running_count, rows["steered"].effective_concurrency) == (0, 7)
     content = response.content.decode()
-    assert '<td class="field-running_count">2</td>' in content
-    assert '<td class="field-running_count">0</td>' in content
-    assert '<td class="field-effective_concurrency_display">3</td>' in content
-    assert '<td class="field-effective_concurrency_display">7</td>' in content
+    assert '<td class="field-running_count">2 / 3</td>' in content
+    assert '<td class="field-running_count">0 / 7</td>' in content
 
 
 def test_tasks_can_be_sorted_by_running_count(admin_client):

@@ -464,6 +464,9 @@ def test_executions_show_their_attempt(admin_client):
         reverse("admin:django_planton_maintenancetaskexecution_change", args=[execution.pk])
     ).content.decode()
 
-    assert '<td class="field-attempt">3</td>' in listed
+    assert (
+        f'<td class="field-instruction_display">{execution.instruction} '
+        '<span class="planton-tag">attempt 3</span></td>'
+    ) in listed
     assert '<div class="readonly">3</div>' in detail
     assert "Attempt" in detail

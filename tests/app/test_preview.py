@@ -213,3 +213,33 @@ def test_the_preview_needs_the_change_permission(client, django_user_model, clai
     assert preview_url(task) not in page.content.decode()
     actions = client.get(reverse(TASKS_URL)).context["action_form"]
     assert actions is None or "preview_schedule" not in dict(actions.fields["action"].choices)
+
+
+@pytest.mark.skipif(not connection.features.has_select_for_update, reason="no row locks")
+@pytest.mark.django_db(transaction=True)
+def test_a_task_whose_cycle_runs_now_is_left_to_its_runner(claiming_task):
+    """A runner holds the task's row: the preview runs nothing and says why."""
+    task, _accounts = claiming_task
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        try:
+            with transaction.atomic():
+                list(MaintenanceTask.objects.filter(pk=task.pk).select_for_update())
+                locked.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    try:
+        assert locked.wait(30)
+        preview = preview_schedule(task.nid)
+    finally:
+        release.set()
+        holder.join(30)
+
+    assert preview.problem.startswith("A runner is attempting task 'send_user_email' right now")
+    assert preview.statements == ()
+    assert UserAccount.objects.filter(email_sent_at__isnull=False).count() == 0
