@@ -107,10 +107,11 @@ def run_once(runner: Runner) -> OnceSummary:
         task_names=names,
         outcomes=outcomes_of(ids, using=runner.using),
         schedules_failed=sum(bool(report.errors) for report in reports),
+        # A cycle that dispatched may say its task is full now: it was attempted.
         waiting=tuple(
             (task.name, report.waiting)
             for task, report in zip(runner.tasks, reports, strict=True)
-            if report.waiting is not None
+            if report.waiting is not None and not report.instructions
         ),
     )
 
