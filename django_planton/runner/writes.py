@@ -8,6 +8,7 @@ statement; a batch's executions go in one INSERT. Signals go out on commit.
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
@@ -39,12 +40,38 @@ def attempt_state(
     state: dict[str, Any] = {
         "next_attempt_at": later(now, delay),
         "last_attempted_at": now,
-        "last_error": error[:2000],
+        "last_error": error if len(error) <= _MOST_ERROR else _shortened(error),
         "updated_at": now,
     }
     if dispatched_at is not None:
         state["last_dispatched_at"] = dispatched_at
     return state
+
+
+#: The longest ``last_error`` kept on a task's row, in characters.
+_MOST_ERROR = 8000
+
+
+def describe_errors(errors: Sequence[BaseException]) -> str:
+    """A failed attempt's ``last_error``: ``Type: message`` first, then the tracebacks.
+
+    Lists show the first line; the task's page shows it all; the traceback's
+    own last line repeats the message, for tools that read the last line.
+    """
+    message = "; ".join(f"{type(error).__name__}: {error}" for error in errors)
+    tracebacks = [
+        "".join(traceback.format_exception(error)).rstrip()
+        for error in errors
+        if error.__traceback__ is not None
+    ]
+    return "\n\n".join([message, *tracebacks])
+
+
+def _shortened(error: str) -> str:
+    """The first line, and as much of the end (the innermost frames) as fits."""
+    first = error.split("\n", 1)[0][: _MOST_ERROR // 4]
+    tail = error[-(_MOST_ERROR - len(first) - 10) :]
+    return f"{first}\n\n[...]\n{tail}"
 
 
 def sync_tasks(tasks: Sequence[Task], *, using: str = DEFAULT_DB_ALIAS) -> dict[int, str]:
@@ -165,8 +192,7 @@ class AttemptWriter:
         """Record a failed attempt on the locked row; ``schedule_failed`` goes out on commit."""
         attempt_number = row.attempt_number + 1
         next_attempt = self.bounds.next_attempt(task, attempt_number)
-        message = "; ".join(f"{type(error).__name__}: {error}" for error in errors)
-        state = attempt_state(now, next_attempt.stored, error=message)
+        state = attempt_state(now, next_attempt.stored, error=describe_errors(errors))
         state["attempt_number"] = attempt_number
         state["saturated_active_count"] = None
         update_rows(MaintenanceTask, [row.pk], state, using=self.using)

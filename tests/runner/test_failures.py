@@ -58,7 +58,10 @@ def test_a_raising_schedule_rolls_back_its_writes_and_backs_off(
     assert state.attempt_number == 1
     assert waits(state) == timedelta(seconds=5)
     assert state.last_attempted_at >= before
-    assert state.last_error == "ValueError: no more rows"
+    assert state.last_error.split("\n")[0] == "ValueError: no more rows"
+    # Then the traceback, for the task's page; its own last line repeats the error.
+    assert "\n\nTraceback (most recent call last):\n" in state.last_error
+    assert state.last_error.splitlines()[-1] == "ValueError: no more rows"
     assert state.last_dispatched_at is None
     # schedule_failed carries the error itself.
     assert [(call["sender"], call["task_name"], call["error"]) for call in failed.items] == [
@@ -83,7 +86,8 @@ def test_failures_accumulate_and_a_success_clears_the_error(
     for attempt_number, message in ((1, "RuntimeError: one"), (2, "RuntimeError: two")):
         MaintenanceTask.objects.filter(nid="flaky").update(next_attempt_at=None)
         runner.run_once()
-        assert (row("flaky").attempt_number, row("flaky").last_error) == (attempt_number, message)
+        assert row("flaky").attempt_number == attempt_number
+        assert row("flaky").last_error.split("\n")[0] == message
 
     MaintenanceTask.objects.filter(nid="flaky").update(next_attempt_at=None)
     runner.run_once()
@@ -311,3 +315,13 @@ def _terminate_backend(pid: int) -> None:
                 time.sleep(0.01)
     finally:
         connection.close()
+
+
+def test_a_very_long_last_error_keeps_its_first_line_and_its_end():
+    from django_planton.runner.writes import _MOST_ERROR, attempt_state
+
+    error = "RuntimeError: first line\n\n" + "x" * (3 * _MOST_ERROR) + "\nRuntimeError: end"
+    kept = attempt_state(timezone.now(), 1.0, error=error)["last_error"]
+    assert len(kept) <= _MOST_ERROR
+    assert kept.startswith("RuntimeError: first line\n\n[...]\n")
+    assert kept.endswith("\nRuntimeError: end")
