@@ -44,7 +44,7 @@ FULL = Plan(
     backoff_seconds=5.0,
     sqlite_backoff=True,
     timeout=600.0,
-    executor_accounts=1_000,
+    executor_accounts=2_000,
 )
 #: For CI (``--quick``): every workload and check, on less data.
 QUICK = Plan(
@@ -149,10 +149,23 @@ def sqlite_variants() -> list[DrainVariant]:
 EXECUTOR_CONCURRENCY = 20
 WORK_MS = 20
 IDEAL_RATE = EXECUTOR_CONCURRENCY / (WORK_MS / 1000)
-_SLOW = {"receiver": "sleep", "work_ms": str(WORK_MS), "concurrency": EXECUTOR_CONCURRENCY}
+#: The receiver waits WORK_MS, then completes (the schedule marked the account).
+_SLOW = {
+    "receiver": "sleep-complete",
+    "work_ms": str(WORK_MS),
+    "concurrency": EXECUTOR_CONCURRENCY,
+}
+#: The same, but the receiver also marks its account, in a transaction with the completion.
+_SLOW_MARKING = {**_SLOW, "receiver": "sleep"}
 EXECUTOR_VARIANTS = (
     DrainVariant("inline", "Inline", "drain", {**_SLOW, "executor": "inline"}),
     DrainVariant("threads", "Threads", "drain", {**_SLOW, "executor": "threads"}),
+    DrainVariant(
+        "threads-marking",
+        "Threads, the receiver also marks its account",
+        "drain",
+        {**_SLOW_MARKING, "executor": "threads"},
+    ),
     DrainVariant(
         "django-tasks", "DjangoTasks, 2 db_workers", "drain", {**_SLOW, "executor": "django-tasks"}
     ),

@@ -202,8 +202,9 @@ def executors_section(session: Session, databases: Databases, plan: Plan) -> lis
         rows.append(report.executor_row(variant.label, runs, rates[variant.key], IDEAL_RATE))
     emit(
         f"5. Executors: {plan.executor_accounts:,} accounts on PostgreSQL, concurrency "
-        f"{EXECUTOR_CONCURRENCY}, every receiver waits {WORK_MS} ms before marking its account "
-        f"and completing; the ideal is concurrency / latency = {IDEAL_RATE:,.0f} instr/s. "
+        f"{EXECUTOR_CONCURRENCY}, every receiver waits {WORK_MS} ms, then completes (the "
+        f"schedule marked the account; the last Threads row's receivers mark it too); the "
+        f"ideal is concurrency / latency = {IDEAL_RATE:,.0f} instr/s. "
         f"{plan.drain_runs} runs each, alternating; medians."
     )
     emit(table(report.EXECUTOR_HEADERS, rows))
