@@ -324,6 +324,7 @@ SCALE_HEADERS = [
     "attempts/s",
     "asked for",
     "queries/attempt",
+    "server rows read/attempt",
     "connections",
     "CPU us/attempt by thread",
     "peak MiB",
@@ -338,15 +339,18 @@ def scale_intro(plan: Plan) -> str:
         f"PostgreSQL, default workers and batch size; {plan.scale_seconds:.0f} s measured "
         f"after {plan.scale_warmup:.0f} s of warm-up. CPU: the runner process's (the "
         "benchmark's connection sampler left out); target <= "
-        f"{MAX_SCALE_US_PER_ATTEMPT:.0f} us per attempt (10,000 tasks: 10% of a core)."
+        f"{MAX_SCALE_US_PER_ATTEMPT:.0f} us per attempt (10,000 tasks: 10% of a core). "
+        "Server rows read: pg_stat_database's tup_returned + tup_fetched over the attempts "
+        "(its counters lag up to a second)."
     )
 
 
 def scale_row(tasks: int, result: Result | None) -> Row:
     """One count of idle tasks on one runner; a run without figures keeps its row."""
     if not result or "cpu_share" not in result:
-        return [tasks] + [None] * 9
+        return [tasks] + [None] * (len(SCALE_HEADERS) - 1)
     connections = result["connections_max"]
+    server, attempts = result.get("server"), result["attempts"]
     return [
         result["tasks"],
         result["seconds"],
@@ -355,6 +359,7 @@ def scale_row(tasks: int, result: Result | None) -> Row:
         result["attempts_per_s"],
         result["tasks"] * 1.0,
         result["queries_per_attempt"],
+        server["rows_read"] / attempts if server and attempts else None,
         "-" if connections is None else f"{connections} (<= {connection_limit(result['workers'])})",
         _per_attempt_threads(result),
         result["peak_rss_mb"],
@@ -470,6 +475,13 @@ def fleet_spread_lines(result: Result | None) -> list[str]:
     if result["busy"]:
         dispatched = result["dispatched_by_runner"]
         lines.append(spread_line(f"{runs}: instructions dispatched by runner", dispatched))
+        top = sorted(result.get("top_runner_share_by_task", {}).values())
+        if top:
+            lines.append(
+                f"  {runs}: share of a busy task's instructions dispatched by its busiest "
+                f"runner: median {100 * statistics.median(top):.0f}%, "
+                f"min {100 * top[0]:.0f}%, max {100 * top[-1]:.0f}%"
+            )
     server, wall = result["server"], result["seconds"]
     statements = server.get("statements")
     per_s = f"{statements / wall:,.0f}" if statements is not None else "- (no pg_stat_statements)"

@@ -18,10 +18,14 @@ from .tables import psycopg_conninfo
 
 #: The sampler's thread: its CPU is the benchmark's, not the runner's.
 SAMPLER_THREAD = "bench-activity"
+#: Transactions of one read of the server's counters (pg_stat_database, pg_stat_statements).
+COUNTS_READ = 2
 
+#: The ``application_name`` of the benchmark's own connections, left out of the counts.
+APPLICATION_NAME = "planton-bench"
 ACTIVITY_SQL = (
     "SELECT (SELECT count(*) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid()), "
+    f"WHERE datname = current_database() AND application_name <> '{APPLICATION_NAME}'), "
     "w.waiting, w.kinds FROM (SELECT count(*) AS waiting, "
     "string_agg(l.locktype || ' ' || l.mode || coalesce(' ' || l.relation::regclass::text, ''), "
     "'; ') AS kinds "
@@ -60,14 +64,14 @@ class ServerCounts(NamedTuple):
 
 
 def connect() -> Any:
-    """A psycopg connection of the benchmark's own, in autocommit.
+    """A psycopg connection of the benchmark's own, in autocommit, not counted as the runners'.
 
     Imported here, not at the top: on SQLite psycopg is never loaded, and
     loading it would add some 10 MiB to the run's peak memory.
     """
     import psycopg
 
-    return psycopg.connect(**psycopg_conninfo(), autocommit=True)
+    return psycopg.connect(**psycopg_conninfo(), autocommit=True, application_name=APPLICATION_NAME)
 
 
 def server_counts(conn: Any) -> ServerCounts:
@@ -106,3 +110,19 @@ class ActivitySampler:
         self._stop.set()
         self._thread.join(timeout=5)
         return list(self.samples)
+
+
+def server_delta(before: ServerCounts, after: ServerCounts, own: int) -> dict[str, int | None]:
+    """What the server did in the window, less the benchmark's own transactions (and statements)."""
+    statements = (
+        None
+        if before.statements is None or after.statements is None
+        else after.statements - before.statements - own
+    )
+    return {
+        "transactions": after.transactions - before.transactions - own,
+        "statements": statements,
+        "rows_read": (after.rows_returned - before.rows_returned)
+        + (after.rows_fetched - before.rows_fetched),
+        "rows_written": after.rows_written - before.rows_written,
+    }

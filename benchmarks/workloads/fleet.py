@@ -33,6 +33,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import connection
+
 from benchmarks.checks import (
     already_ended_problems,
     attempt_gap_problems,
@@ -44,7 +46,7 @@ from benchmarks.checks import (
 from benchmarks.protocol import Result, decode
 from django_planton.runner import sync_tasks
 
-from .activity import ActivitySampler, ServerCounts, connect, server_counts
+from .activity import COUNTS_READ, ActivitySampler, connect, server_counts, server_delta
 from .common import IDLE_PREFIX, CallCounter, Params, one_second
 from .member import BUSY_CONCURRENCY, BUSY_PREFIX, READY, busy_ids, fleet_tasks
 from .tables import (
@@ -59,8 +61,6 @@ from .tables import (
 SAMPLE_INTERVAL = 0.1
 #: How long the members may take to start (8 Django processes on 2 busy cores).
 START_TIMEOUT = 180.0
-#: Transactions of one read of the server's counters (pg_stat_database, pg_stat_statements).
-COUNTS_READ = 2
 
 
 class Member:
@@ -104,6 +104,7 @@ def run(params: Params) -> Result:
     reset_tables(0)
     # The rows exist before the members start, so that they do not all create them at once.
     sync_tasks(fleet_tasks(tasks, busy, per_task, CallCounter()))
+    connection.close()  # not counted among the runners' (the busy drain's polls reopen it)
     member_params = {"tasks": tasks, "busy": busy, "accounts_per_task": per_task}
     members = [Member(member_params) for _ in range(runners)]
     started = all(member.wait_ready() for member in members)
@@ -170,22 +171,6 @@ def wait_drained(timeout: float) -> tuple[bool, int]:
     return False, polls
 
 
-def server_delta(before: ServerCounts, after: ServerCounts, own: int) -> dict[str, int | None]:
-    """What the server did in the window, less the benchmark's own transactions (and statements)."""
-    statements = (
-        None
-        if before.statements is None or after.statements is None
-        else after.statements - before.statements - own
-    )
-    return {
-        "transactions": after.transactions - before.transactions - own,
-        "statements": statements,
-        "rows_read": (after.rows_returned - before.rows_returned)
-        + (after.rows_fetched - before.rows_fetched),
-        "rows_written": after.rows_written - before.rows_written,
-    }
-
-
 def fleet_result(
     params: Params, window: dict[str, Any], members: list[Result], problems: list[str]
 ) -> Result:
@@ -197,8 +182,12 @@ def fleet_result(
     by_runner = executions_by_runner() if busy else {}
     pids = [member.get("pid") for member in members]
     dispatched = [
-        sum(count for host, count in by_runner.items() if host.endswith(f":{pid}")) for pid in pids
+        sum(count for (_, host), count in by_runner.items() if host.endswith(f":{pid}"))
+        for pid in pids
     ]
+    by_task: dict[str, list[int]] = {}
+    for (task, _), count in by_runner.items():
+        by_task.setdefault(task, []).append(count)
     problems = problems + attempt_gap_problems(idle_times, one_second(0))
     if busy:
         problems += finished_problems(window["finished"], params["timeout"])
@@ -228,6 +217,10 @@ def fleet_result(
             sum(len(values) for values in member.get("times", {}).values()) for member in members
         ],
         "dispatched_by_runner": dispatched,
+        # How much of each busy task's work its busiest runner dispatched (1.0: all of it).
+        "top_runner_share_by_task": {
+            task: max(counts) / sum(counts) for task, counts in by_task.items()
+        },
         "instructions": busy * per_task,
         "drained_after": window["drained_after"],
         "cpu_by_runner": [

@@ -9,6 +9,7 @@ more tasks (500, 2,000, 10,000): the cost curve of one runner.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 
@@ -18,7 +19,14 @@ from benchmarks.checks import idle_problems
 from benchmarks.protocol import Result
 from django_planton.runner import Runner
 
-from .activity import SAMPLER_THREAD, ActivitySampler
+from .activity import (
+    COUNTS_READ,
+    SAMPLER_THREAD,
+    ActivitySampler,
+    connect,
+    server_counts,
+    server_delta,
+)
 from .common import CallCounter, Params, idle_tasks
 from .hooks import maybe_profile
 from .meters import Meter, counting, peak_rss_mb, total
@@ -34,23 +42,33 @@ def run(params: Params) -> Result:
     reset_tables(0)
     calls = CallCounter()
     tasks = idle_tasks(params["tasks"], calls)
-    sampler = ActivitySampler(SAMPLE_INTERVAL) if vendor() == "postgresql" else None
+    postgres = vendor() == "postgresql"
+    sampler = ActivitySampler(SAMPLE_INTERVAL) if postgres else None
     runner = Runner(tasks, around_attempt=profiles.around_attempt if profiles else None)
     runner.start()
     time.sleep(params["warmup"])
-    calls_before = calls.calls
-    meter = Meter(counter)
-    meter.start()
-    time.sleep(params["seconds"])
-    meter.stop()
-    attempts = calls.calls - calls_before
+    with connect() if postgres else contextlib.nullcontext() as conn:
+        before = server_counts(conn) if conn else None
+        samples_before = len(sampler.samples) if sampler else 0
+        calls_before = calls.calls
+        meter = Meter(counter)
+        meter.start()
+        time.sleep(params["seconds"])
+        meter.stop()
+        attempts = calls.calls - calls_before
+        after = server_counts(conn) if conn else None
     samples = sampler.stop() if sampler else []
+    server = None
+    if before and after:
+        own = len(samples) - samples_before + COUNTS_READ
+        server = server_delta(before, after, own)
     runner.stop(timeout=30)
     if profiles:
         profiles.dump()
-    return idle_result(
+    result = idle_result(
         runner.planton.max_workers, len(tasks), attempts, meter, [s.connections for s in samples]
     )
+    return {**result, "server": server}
 
 
 def idle_result(

@@ -122,10 +122,11 @@ def unfinished_work() -> tuple[int, int, int]:
     return int(owed), int(running), int(failed)
 
 
-def executions_by_runner() -> dict[str, int]:
-    """Executions by the runner that dispatched them (``hostname``: ``name:pid``)."""
+def executions_by_runner() -> dict[tuple[str, str], int]:
+    """Executions by task and by the runner that dispatched them (``hostname``: ``name:pid``)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT hostname, count(*) FROM maintenance_task_execution GROUP BY hostname"
+            "SELECT t.nid, e.hostname, count(*) FROM maintenance_task_execution e "
+            "JOIN maintenance_task t ON t.id = e.maintenance_task_id GROUP BY t.nid, e.hostname"
         )
-        return {str(hostname): int(count) for hostname, count in cursor.fetchall()}
+        return {(str(task), str(host)): int(count) for task, host, count in cursor.fetchall()}
