@@ -7,9 +7,11 @@ and prints one ``BENCHMARK-RESULT {json}`` line for the orchestrator
 
 One module per workload, each with ``run(params) -> result``: :mod:`.drain`,
 :mod:`.baseline` (the hand-written psycopg loops), :mod:`.refill`,
-:mod:`.backoff`, :mod:`.idle`. What they share: :mod:`.common` (tasks,
-counters), :mod:`.meters` (time, CPU, statements, memory), :mod:`.tables`
-(resetting and checking the tables), :mod:`.hooks` (what runs around each
+:mod:`.backoff`, :mod:`.idle`, :mod:`.fleet` (several runner processes, each
+a :mod:`.member`). What they share: :mod:`.common` (tasks, counters),
+:mod:`.meters` (time, CPU, statements, memory), :mod:`.tables` (resetting
+and checking the tables), :mod:`.activity` (what the server sees: its
+connections, lock waits and counters), :mod:`.hooks` (what runs around each
 attempt). These modules import Django models at the top, so they are only
 imported once :func:`benchmarks.workloads.__main__.main` has set Django up;
 this package's ``__init__`` imports nothing.
@@ -21,4 +23,5 @@ benchmark's own.
 """
 
 #: The workloads, each a module of this package with a ``run(params)`` function.
-NAMES = ("backoff", "baseline", "drain", "idle", "refill")
+#: ``member`` is started by ``fleet``, not by the orchestrator.
+NAMES = ("backoff", "baseline", "drain", "fleet", "idle", "member", "refill")
