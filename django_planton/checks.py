@@ -129,7 +129,8 @@ def check_receivers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
     return [
         Warning(
             f"No task_dispatched (nor batch_dispatched) receiver listens to task "
-            f"{task.name!r}: the runner fails each of its executions at once.",
+            f"{task.name!r}: its executions run until something ends them, or until their "
+            "maximum duration.",
             hint=(
                 "Connect one in your AppConfig.ready(): "
                 f"task_dispatched.connect(receiver, sender=<the task {task.name!r}>), "

@@ -13,7 +13,6 @@ from typing import Any
 __all__ = [
     "DuplicateTaskNameError",
     "InvalidTaskConfigurationError",
-    "NoReceiverError",
     "PlantonError",
     "UnexpectedStateError",
     "UnexpectedTaskInstructionsError",
@@ -50,23 +49,6 @@ class DuplicateTaskNameError(PlantonError):
     def __init__(self, duplicate_task_name: str) -> None:
         super().__init__(f"Task name {duplicate_task_name!r} is used by more than one task.")
         self.duplicate_task_name = duplicate_task_name
-
-
-class NoReceiverError(PlantonError):
-    """A task dispatched an instruction that no ``task_dispatched`` receiver listens to.
-
-    Nobody would ever end its execution: the runner fails it with this error
-    at once, so that it does not hold a slot until its maximum duration.
-    """
-
-    code = "NO_RECEIVER"
-
-    def __init__(self, task_name: str) -> None:
-        super().__init__(
-            f"No task_dispatched receiver listens to task {task_name}: connect one with "
-            f"task_dispatched.connect(receiver, sender=<the task>) in an AppConfig.ready()."
-        )
-        self.task_name = task_name
 
 
 class UnexpectedTaskInstructionsError(PlantonError):

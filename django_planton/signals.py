@@ -8,8 +8,8 @@
     (the RUNNING :class:`~django_planton.models.MaintenanceTaskExecution`).
     A receiver that raises is logged and its execution is failed with the
     error; the other receivers still run. With no receiver at all (and no
-    ``batch_dispatched`` receiver for the task) the execution is failed at
-    once with ``NoReceiverError``. Where receivers run is the task's
+    ``batch_dispatched`` receiver for the task) a warning says so, once per
+    task and process. Where receivers run is the task's
     executor's choice (:mod:`django_planton.executors`): threads of the
     runner by default, or the workers of Django's tasks framework or Celery.
 
@@ -54,7 +54,6 @@ from django.db import transaction
 from django.dispatch import Signal
 
 from .core import error_log
-from .errors import NoReceiverError
 from .registry import registry
 
 if TYPE_CHECKING:
@@ -88,14 +87,16 @@ def send_and_log(
     """Send ``signal`` to every receiver; log each one that raised and return their errors.
 
     A receiver's bug must not stop the runner nor keep the other receivers
-    from their signal. ``task_dispatched`` with no receiver at all returns a
-    :class:`~django_planton.errors.NoReceiverError` (unless a
-    ``batch_dispatched`` receiver takes the task's batches): nobody would ever
-    end the execution, which would hold its slot until its maximum duration.
+    from their signal. ``task_dispatched`` with no receiver at all (and no
+    ``batch_dispatched`` receiver for the task) is logged, once per task and
+    process: unless something else ends the executions (a process of yours
+    that works on the running ones), they hold their slots until their
+    maximum duration.
     """
     responses = signal.send_robust(sender=sender, task_name=task_name, **kwargs)
     if signal is task_dispatched and not responses and not receives_dispatches(sender):
-        return [_no_receiver(task_name, kwargs.get("execution"))]
+        _warn_no_receiver(task_name, kwargs.get("execution"))
+        return []
     errors: list[BaseException] = []
     for receiver, response in responses:
         if isinstance(response, Exception):
@@ -126,21 +127,20 @@ _warned_no_receiver: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-def _no_receiver(task_name: str, execution: Any) -> NoReceiverError:
-    """The error that fails an execution nobody receives; a warning once per task and process."""
+def _warn_no_receiver(task_name: str, execution: Any) -> None:
+    """Say once per task and process that nobody receives its executions."""
     with _warned_lock:
         first = task_name not in _warned_no_receiver
         _warned_no_receiver.add(task_name)
     if first:
         logger.warning(
             "Task %s has no task_dispatched receiver: its executions (execution %s the first) "
-            "fail at once instead of holding their slots until their maximum duration. "
-            "Connect one with task_dispatched.connect(receiver, sender=<the task>).",
+            "run until something ends them, or until their maximum duration. Connect one "
+            "with task_dispatched.connect(receiver, sender=<the task>).",
             task_name,
             getattr(execution, "pk", None),
             extra={"task_name": task_name, **_log_fields({"execution": execution})},
         )
-    return NoReceiverError(task_name)
 
 
 def receiver_name(receiver: Any) -> str:

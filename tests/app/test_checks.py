@@ -174,8 +174,8 @@ def test_a_task_without_receivers_is_w002_with_a_hint(make_task, no_default_rece
         signals.task_dispatched.disconnect(receiver, sender=registry.get("heard"))
     assert isinstance(message, Warning)
     assert message.msg == (
-        "No task_dispatched (nor batch_dispatched) receiver listens to task 'lonely': the "
-        "runner fails each of its executions at once."
+        "No task_dispatched (nor batch_dispatched) receiver listens to task 'lonely': its "
+        "executions run until something ends them, or until their maximum duration."
     )
     assert "task_dispatched.connect(receiver, sender=<the task 'lonely'>)" in message.hint
     assert message.obj == "lonely"

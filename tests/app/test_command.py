@@ -240,11 +240,12 @@ def test_once_with_v0_prints_nothing_when_all_went_well(make_task, scripted_sche
     assert MaintenanceTaskExecution.objects.succeeded().count() == 1
 
 
-def test_once_fails_an_execution_nobody_receives(make_task, scripted_schedule, no_default_receiver):
+def test_once_leaves_an_execution_nobody_receives_running(
+    make_task, scripted_schedule, no_default_receiver
+):
     make_task("nobody", scripted_schedule(["1"]))
-    output, error = run_planton_failing("--once")
-    assert ": 1 dispatched, 0 succeeded, 1 failed, 0 terminated, 0 still running;" in output
-    assert str(error) == "1 of 1 execution(s) failed; the log says why."
+    output = run_planton("--once")
+    assert ": 1 dispatched, 0 succeeded, 0 failed, 0 terminated, 1 still running;" in output
 
 
 # -- a handler when the project configured none -------------------------------------------
