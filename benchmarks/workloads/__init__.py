@@ -21,4 +21,4 @@ benchmark's own.
 """
 
 #: The workloads, each a module of this package with a ``run(params)`` function.
-NAMES = ("backoff", "baseline", "drain", "idle", "refill")
+NAMES = ("backoff", "baseline", "drain", "idle", "node", "refill")
