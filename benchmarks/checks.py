@@ -12,6 +12,7 @@ status). Targets return a :class:`Target` whose ``ok`` is reported as
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -34,6 +35,14 @@ ATTEMPT_RATE_SLACK = 1.05
 MAX_IDLE_ATTEMPTS_PER_S = 2.5
 #: Idle tasks with delays of 1 s must be attempted at least this often per second each.
 MIN_IDLE_ATTEMPT_SHARE = 0.8
+#: The cost curve: CPU of one runner per idle attempt (10,000 tasks at 1/s: 10% of a core).
+MAX_SCALE_US_PER_ATTEMPT = 10.0
+#: Two attempts of one task, by any runners, no closer than this share of its delay.
+MIN_GAP_SHARE = 0.9
+#: Several runners' attempts per second against the cadence the delays ask for.
+MIN_CADENCE_SHARE = 0.8
+#: No runner should dispatch more than this many times its fair share (1 / runners).
+MAX_FAIR_SHARE_FACTOR = 2.0
 
 
 class Target(NamedTuple):
@@ -136,6 +145,96 @@ def idle_problems(attempts: int, tasks: int, wall: float) -> list[str]:
     return []
 
 
+class Attempt(NamedTuple):
+    """When a task was attempted (seconds, any clock the runners share), and by which runner."""
+
+    at: float
+    runner: int
+
+
+class Gap(NamedTuple):
+    """The time between two consecutive attempts of a task, and the runners that made them."""
+
+    seconds: float
+    first: int
+    second: int
+
+
+def merge_attempt_times(
+    runners: Sequence[Mapping[str, Sequence[float]]],
+) -> dict[str, list[Attempt]]:
+    """Each task's attempts across runners, in time order; runner ``n`` is ``runners[n]``.
+
+    Each runner maps a task's name to the times it attempted it.
+    """
+    merged: dict[str, list[Attempt]] = {}
+    for runner, times in enumerate(runners):
+        for task, values in times.items():
+            merged.setdefault(task, []).extend(Attempt(at, runner) for at in values)
+    return {task: sorted(attempts) for task, attempts in merged.items()}
+
+
+def shortest_gaps(attempts: Mapping[str, Sequence[Attempt]]) -> dict[str, Gap]:
+    """The shortest gap between two consecutive attempts of each task attempted twice or more."""
+    gaps: dict[str, Gap] = {}
+    for task, found in attempts.items():
+        ordered = sorted(found)
+        if len(ordered) > 1:
+            gaps[task] = min(
+                Gap(b.at - a.at, a.runner, b.runner) for a, b in itertools.pairwise(ordered)
+            )
+    return gaps
+
+
+def attempt_gap_problems(attempts: Mapping[str, Sequence[Attempt]], delay: float) -> list[str]:
+    """No task attempted more often than its delay allows, whichever runners attempted it.
+
+    ``attempts``: each task's attempts, merged across runners
+    (:func:`merge_attempt_times`). A gap shorter than :data:`MIN_GAP_SHARE`
+    of the delay is a problem; the message says how many of the tasks had
+    theirs between two runners, and which runners made the shortest.
+    """
+    short = {
+        task: gap
+        for task, gap in shortest_gaps(attempts).items()
+        if gap.seconds < MIN_GAP_SHARE * delay
+    }
+    if not short:
+        return []
+    worst = min(short, key=short.__getitem__)
+    gap = short[worst]
+    across = sum(1 for found in short.values() if found.first != found.second)
+    return [
+        f"{len(short)} task(s) attempted sooner than their delay of {delay:g} s allows, "
+        f"{across} of them by two runners (shortest gap {1000 * gap.seconds:.0f} ms, {worst}, "
+        f"runners {gap.first + 1} then {gap.second + 1})"
+    ]
+
+
+class Spread(NamedTuple):
+    """How evenly something (attempts, dispatched instructions) spreads over runners."""
+
+    #: Each runner's share of the total, in the runners' order.
+    shares: tuple[float, ...]
+    #: The busiest runner's count over the least busy one's; None when one did nothing.
+    max_over_min: float | None
+    #: Coefficient of variation: standard deviation over the mean (0 is perfectly even).
+    cv: float
+
+
+def spread(counts: Sequence[float]) -> Spread | None:
+    """The spread of ``counts``, one per runner; None with no runner or nothing counted."""
+    total = sum(counts)
+    if not counts or total <= 0:
+        return None
+    mean = total / len(counts)
+    return Spread(
+        shares=tuple(count / total for count in counts),
+        max_over_min=max(counts) / min(counts) if min(counts) > 0 else None,
+        cv=statistics.pstdev(counts) / mean,
+    )
+
+
 def run_problems(result: Mapping[str, Any] | None, returncode: int | None, log: str) -> list[str]:
     """What went wrong with one child: no result line, its own problems, a non-zero exit."""
     if not result:
@@ -208,8 +307,8 @@ def refill_target(label: str, gap_median_ms: float | None) -> Target:
 
 
 def connection_limit(workers: int) -> int:
-    """One connection per worker thread, plus housekeeping and the listener."""
-    return workers + 2
+    """One connection per worker thread, plus housekeeping, the heartbeat and the listener."""
+    return workers + 3
 
 
 def idle_targets(result: Mapping[str, Any]) -> list[Target]:
@@ -221,9 +320,54 @@ def idle_targets(result: Mapping[str, Any]) -> list[Target]:
     )
     return [
         Target("idle: CPU < 2% of one core", result["cpu_share"] < MAX_IDLE_CPU_SHARE),
-        Target("idle: connections <= workers + 2", connections_ok),
+        Target("idle: connections <= workers + 3", connections_ok),
         Target(
             "idle: queries/s no more than the delays ask for",
             result["attempts_per_s"] <= expected * ATTEMPT_RATE_SLACK,
         ),
     ]
+
+
+def scale_target(tasks: int, cpu_us_per_attempt: float | None, cpu_share: float | None) -> Target:
+    """One runner's CPU per idle attempt, at ``tasks`` idle tasks with delays of 1 s."""
+    ok = None if cpu_us_per_attempt is None else cpu_us_per_attempt <= MAX_SCALE_US_PER_ATTEMPT
+    figure = (
+        "no result"
+        if cpu_us_per_attempt is None or cpu_share is None
+        else f"{cpu_us_per_attempt:.0f} us, {100 * cpu_share:.1f}% of a core"
+    )
+    return Target(
+        f"scale, {tasks:,} idle tasks on one runner: <= {MAX_SCALE_US_PER_ATTEMPT:.0f} us "
+        f"of CPU per attempt ({figure})",
+        ok,
+    )
+
+
+def cadence_target(label: str, attempts_per_s: float | None, asked_for: float) -> Target:
+    """Several runners together attempt the tasks as often as their delays ask: no more, no less."""
+    if attempts_per_s is None or asked_for <= 0:
+        return Target(f"fleet, {label}: attempts/s at the cadence (no result)", None)
+    ratio = attempts_per_s / asked_for
+    ok = MIN_CADENCE_SHARE <= ratio <= ATTEMPT_RATE_SLACK
+    return Target(
+        f"fleet, {label}: attempts/s within {MIN_CADENCE_SHARE}-{ATTEMPT_RATE_SLACK}x "
+        f"the cadence ({ratio:.2f}x)",
+        ok,
+    )
+
+
+def fairness_target(label: str, found: Spread | None) -> Target:
+    """No runner takes more than :data:`MAX_FAIR_SHARE_FACTOR` times its fair share of the work."""
+    if found is None:
+        return Target(
+            f"fleet, {label}: no runner above {MAX_FAIR_SHARE_FACTOR:g}x its fair share "
+            "(no result)",
+            None,
+        )
+    fair = 1 / len(found.shares)
+    most = max(found.shares)
+    return Target(
+        f"fleet, {label}: no runner above {MAX_FAIR_SHARE_FACTOR:g}x its fair share of "
+        f"{100 * fair:.1f}% (busiest {100 * most:.1f}%)",
+        most <= MAX_FAIR_SHARE_FACTOR * fair,
+    )

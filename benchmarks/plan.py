@@ -28,9 +28,21 @@ class Plan:
     timeout: float
     #: Accounts drained by each executor variant (receivers that take WORK_MS each).
     executor_accounts: int = 1_000
+    #: 6. Scale: one runner's idle tasks, one run per count (the cost curve).
+    scale_tasks: tuple[int, ...] = (500, 2_000, 10_000)
+    scale_warmup: float = 5.0
+    scale_seconds: float = 15.0
+    #: 6. Scale: runner processes on the same tasks; a second run with ``fleet_busy``
+    #: of them draining ``fleet_accounts_per_task`` accounts each.
+    fleet_runners: int = 8
+    fleet_tasks: int = 2_000
+    fleet_busy: int = 20
+    fleet_accounts_per_task: int = 250
+    fleet_warmup: float = 5.0
+    fleet_seconds: float = 20.0
 
 
-#: The figures of the README: about 8-10 minutes on 2 cores.
+#: The figures of the README: about 11-13 minutes on 2 cores.
 FULL = Plan(
     drain_accounts=20_000,
     drain_runs=3,
@@ -45,6 +57,15 @@ FULL = Plan(
     sqlite_backoff=True,
     timeout=600.0,
     executor_accounts=2_000,
+    scale_tasks=(500, 2_000, 10_000),
+    scale_warmup=5.0,
+    scale_seconds=15.0,
+    fleet_runners=8,
+    fleet_tasks=2_000,
+    fleet_busy=20,
+    fleet_accounts_per_task=250,
+    fleet_warmup=5.0,
+    fleet_seconds=20.0,
 )
 #: For CI (``--quick``): every workload and check, on less data.
 QUICK = Plan(
@@ -61,6 +82,15 @@ QUICK = Plan(
     sqlite_backoff=False,
     timeout=120.0,
     executor_accounts=200,
+    scale_tasks=(500, 2_000),
+    scale_warmup=2.0,
+    scale_seconds=4.0,
+    fleet_runners=4,
+    fleet_tasks=500,
+    fleet_busy=5,
+    fleet_accounts_per_task=100,
+    fleet_warmup=3.0,
+    fleet_seconds=5.0,
 )
 
 #: The drain's concurrency: the most instructions of one task running at once.

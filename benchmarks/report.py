@@ -9,11 +9,20 @@ the report; progress and child log tails go to stderr.
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .checks import Target, connection_limit, median, rate, ratio_to_baseline
+from .checks import (
+    MAX_SCALE_US_PER_ATTEMPT,
+    Target,
+    connection_limit,
+    median,
+    rate,
+    ratio_to_baseline,
+    spread,
+)
 from .plan import CONCURRENCY, HOLD, DrainVariant, Plan
 from .protocol import Result
 
@@ -321,3 +330,185 @@ def idle_row(database: str, result: Result) -> Row:
         "-" if connections is None else f"{connections} (<= {limit})",
         result["peak_rss_mb"],
     ]
+
+
+# -- 6. scale ---------------------------------------------------------------------
+
+SCALE_HEADERS = [
+    "tasks",
+    "seconds",
+    "CPU share",
+    "CPU us/attempt",
+    "attempts/s",
+    "asked for",
+    "queries/attempt",
+    "server rows read/attempt",
+    "connections",
+    "CPU us/attempt by thread",
+    "peak MiB",
+]
+
+
+def scale_intro(plan: Plan) -> str:
+    """What the cost curve measured, with the sizes of this run."""
+    counts = ", ".join(f"{n:,}" for n in plan.scale_tasks)
+    return (
+        f"6a. Scale, one runner: {counts} tasks whose schedules find nothing, delay 1 s, "
+        f"PostgreSQL, default workers and batch size; {plan.scale_seconds:.0f} s measured "
+        f"after {plan.scale_warmup:.0f} s of warm-up. CPU: the runner process's (the "
+        "benchmark's connection sampler left out); target <= "
+        f"{MAX_SCALE_US_PER_ATTEMPT:.0f} us per attempt (10,000 tasks: 10% of a core). "
+        "Server rows read: pg_stat_database's tup_returned + tup_fetched over the attempts "
+        "(its counters lag up to a second)."
+    )
+
+
+def scale_row(tasks: int, result: Result | None) -> Row:
+    """One count of idle tasks on one runner; a run without figures keeps its row."""
+    if not result or "cpu_share" not in result:
+        return [tasks] + [None] * (len(SCALE_HEADERS) - 1)
+    connections = result["connections_max"]
+    server, attempts = result.get("server"), result["attempts"]
+    return [
+        result["tasks"],
+        result["seconds"],
+        f"{100 * result['cpu_share']:.1f}%",
+        result["cpu_us_per_attempt"],
+        result["attempts_per_s"],
+        result["tasks"] * 1.0,
+        result["queries_per_attempt"],
+        server["rows_read"] / attempts if server and attempts else None,
+        "-" if connections is None else f"{connections} (<= {connection_limit(result['workers'])})",
+        _per_attempt_threads(result),
+        result["peak_rss_mb"],
+    ]
+
+
+def _per_attempt_threads(result: Result) -> str:
+    """``worker 12, timer 3``: each thread's CPU per attempt in us, busiest first."""
+    attempts = result.get("attempts") or 0
+    if not attempts:
+        return "-"
+    threads = {
+        name.removeprefix("planton-"): 1e6 * seconds / attempts
+        for name, seconds in result.get("threads", {}).items()
+        if not name.startswith("bench-")
+    }
+    parts = [
+        f"{name} {value:.1f}"
+        for name, value in sorted(threads.items(), key=lambda item: -item[1])
+        if value >= 0.05
+    ]
+    return ", ".join(parts) or "-"
+
+
+FLEET_HEADERS = [
+    "runners",
+    "tasks",
+    "busy",
+    "seconds",
+    "attempts/s",
+    "asked for",
+    "instr/s",
+    "stmts/s clients",
+    "xact/s server",
+    "stmts/attempt",
+    "lock waits max",
+    "mean",
+    "connections",
+    "CPU/runner mean",
+    "max",
+    "CPU total",
+    "CPU us/attempt",
+    "shortest gap ms",
+]
+
+
+def fleet_intro(plan: Plan) -> str:
+    """What the fleet table measured, with the sizes of this run."""
+    return (
+        f"6b. Scale, {plan.fleet_runners} runner processes on the same {plan.fleet_tasks:,} "
+        f"tasks (delay 1 s), PostgreSQL; {plan.fleet_warmup:.0f} s of warm-up, then "
+        f"{plan.fleet_seconds:.0f} s measured. Busy run: {plan.fleet_busy} of the tasks drain "
+        f"{plan.fleet_accounts_per_task} accounts each (created when the window starts; "
+        "concurrency 5, delay 0 after work, receivers mark the account and complete), "
+        "measured until drained (instr/s: accounts over the time to drain them) and at "
+        "least as long. attempts/s: the idle tasks' schedule calls, all runners "
+        "together, against what their delays ask for. stmts/s clients: what the runners "
+        "sent (no BEGIN/COMMIT); xact/s server: pg_stat_database's transactions less the "
+        "benchmark's own (its counters lag up to a second). Lock waits: requests not "
+        "granted in pg_locks, sampled every 100 ms. CPU: % of one core per runner process; "
+        "CPU us/attempt: all runners' CPU over all their attempts (with busy tasks, their "
+        "receivers' CPU is in it). "
+        "Shortest gap: between two attempts of one idle task, across runners."
+    )
+
+
+def fleet_row(result: Result | None) -> Row:
+    """One fleet run; a run without figures keeps an empty row."""
+    if not result or "cpu_by_runner" not in result:
+        return [None] * len(FLEET_HEADERS)
+    wall = result["seconds"]
+    cpus = [cpu for cpu in result["cpu_by_runner"] if cpu is not None]
+    server = result["server"]
+    transactions = server["transactions"]
+    return [
+        result["runners"],
+        result["tasks"],
+        result["busy"],
+        wall,
+        result["idle_attempts_per_s"],
+        result["idle_asked_per_s"],
+        result["instructions"] / result["drained_after"] if result["drained_after"] else None,
+        result["client_statements"] / wall,
+        transactions / wall if transactions is not None else None,
+        result["client_statements"] / result["attempts"] if result["attempts"] else None,
+        result["waiting_max"],
+        result["waiting_mean"],
+        result["connections_max"],
+        f"{100 * statistics.fmean(cpus):.1f}%" if cpus else None,
+        f"{100 * max(cpus):.1f}%" if cpus else None,
+        f"{100 * sum(cpus):.0f}%" if cpus else None,
+        1e6 * sum(cpus) * wall / result["attempts"] if cpus and result["attempts"] else None,
+        1000 * result["shortest_gap"] if result["shortest_gap"] is not None else None,
+    ]
+
+
+def spread_line(label: str, counts: Sequence[float]) -> str:
+    """``label: 12.5% 12.1% ...; max/min 1.07, CV 0.03``: how evenly the runners share."""
+    found = spread(counts)
+    if found is None:
+        return f"  {label}: none"
+    ratio = "-" if found.max_over_min is None else f"{found.max_over_min:.2f}"
+    shares = " ".join(f"{100 * share:.1f}%" for share in found.shares)
+    return f"  {label}: {shares}; max/min {ratio}, CV {found.cv:.2f}"
+
+
+def fleet_spread_lines(result: Result | None) -> list[str]:
+    """Each runner's share of the attempts and, with busy tasks, of the dispatched work."""
+    if not result or "attempts_by_runner" not in result:
+        return []
+    runs = f"{result['runners']} runners, {result['busy']} busy"
+    lines = [spread_line(f"{runs}: attempts by runner", result["attempts_by_runner"])]
+    if result["busy"]:
+        dispatched = result["dispatched_by_runner"]
+        lines.append(spread_line(f"{runs}: instructions dispatched by runner", dispatched))
+        top = sorted(result.get("top_runner_share_by_task", {}).values())
+        if top:
+            lines.append(
+                f"  {runs}: share of a busy task's instructions dispatched by its busiest "
+                f"runner: median {100 * statistics.median(top):.0f}%, "
+                f"min {100 * top[0]:.0f}%, max {100 * top[-1]:.0f}%"
+            )
+    server, wall = result["server"], result["seconds"]
+    statements = server.get("statements")
+    per_s = f"{statements / wall:,.0f}" if statements is not None else "- (no pg_stat_statements)"
+    lines.append(
+        f"  {runs}: server rows read/s {server['rows_read'] / wall:,.0f}, rows written/s "
+        f"{server['rows_written'] / wall:,.0f}, statements/s {per_s}"
+    )
+    waits = sorted(result.get("waiting_for", {}).items(), key=lambda item: -item[1])
+    if waits:
+        kinds = ", ".join(f"{kind} ({count})" for kind, count in waits[:4])
+        lines.append(f"  {runs}: lock waits seen (samples): {kinds}")
+    return lines

@@ -6,6 +6,7 @@ and runs each measured variant in a fresh child process
 (:mod:`benchmarks.workloads`), alternating the drain variants so that a noisy
 neighbour hurts all of them alike. It exits non-zero when a run failed to
 drain or a correctness check failed; figures are printed, never asserted.
+``--only SECTION`` runs one section (repeatable), for working on it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import sections
@@ -24,6 +25,9 @@ from .machine import header_lines
 from .plan import FULL, QUICK
 from .report import emit, load_average, target_lines
 from .session import Session
+
+#: The sections, in the order they run and print.
+SECTIONS = ("drain", "refill", "backoff", "idle", "executors", "scale")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -40,6 +44,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "statements (Django leaves them off)",
     )
     parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
+    )
+    parser.add_argument(
         "--postgres-url",
         help="use this PostgreSQL database instead of starting one "
         "(its accounts and scheduler tables are emptied!)",
@@ -48,7 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the plan, print the report; 1 when any run failed, else 0."""
+    """Run the plan (or the sections of ``--only``), print the report; 1 when a run failed."""
     args = parse_args(argv)
     plan = QUICK if args.quick else FULL
     started = time.monotonic()
@@ -56,12 +67,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with databases(postgres_url=args.postgres_url, sqlite=not args.no_sqlite) as found:
             emit(header_lines("quick" if args.quick else "full", found.postgres.url))
+            runs: dict[str, Callable[[], list[Target]]] = {
+                "drain": lambda: sections.drain_section(
+                    session, found, plan, prepared=args.prepared
+                ),
+                "refill": lambda: sections.refill_section(session, found, plan),
+                "backoff": lambda: sections.backoff_section(session, found, plan),
+                "idle": lambda: sections.idle_section(session, found, plan),
+                "executors": lambda: sections.executors_section(session, found, plan),
+                "scale": lambda: sections.scale_section(session, found, plan),
+            }
             targets: list[Target] = []
-            targets += sections.drain_section(session, found, plan, prepared=args.prepared)
-            targets += sections.refill_section(session, found, plan)
-            targets += sections.backoff_section(session, found, plan)
-            targets += sections.idle_section(session, found, plan)
-            targets += sections.executors_section(session, found, plan)
+            for name in SECTIONS:
+                if not args.only or name in args.only:
+                    targets += runs[name]()
             emit(target_lines(targets))
             emit()
     except DatabaseSetupError as error:

@@ -1,7 +1,7 @@
-"""The four sections of the report, each: run its children, print its table, give its targets.
+"""The sections of the report, each: run its children, print its table, give its targets.
 
 Sections run in the order of the README (drain, slot refill, back-off,
-idle); each returns its targets so that they are printed together at the
+idle, executors, scale); each returns its targets so that they are printed together at the
 end. What to run comes from :mod:`benchmarks.plan`, the rules from
 :mod:`benchmarks.checks`, the layout from :mod:`benchmarks.report`.
 """
@@ -14,13 +14,17 @@ from statistics import median
 from . import report
 from .checks import (
     Target,
+    cadence_target,
     drain_target,
     executor_target,
+    fairness_target,
     idle_targets,
     node_target,
     rate,
     ratio_to_baseline,
     refill_target,
+    scale_target,
+    spread,
 )
 from .databases import Database, Databases
 from .nodejs import node_unavailable
@@ -222,3 +226,59 @@ def executors_section(session: Session, databases: Databases, plan: Plan) -> lis
     emit(table(report.EXECUTOR_HEADERS, rows))
     emit()
     return [executor_target("Threads", rates["threads"], IDEAL_RATE)]
+
+
+def scale_section(session: Session, databases: Databases, plan: Plan) -> list[Target]:
+    """6: the cost curve: idle tasks on one runner, then several runners on the same tasks."""
+    progress("6. Scale")
+    database = databases.postgres
+    targets: list[Target] = []
+    curve: list[report.Row] = []
+    for tasks in plan.scale_tasks:
+        params = {"tasks": tasks, "warmup": plan.scale_warmup, "seconds": plan.scale_seconds}
+        result = session.run(database, "idle", params, label=f"scale, {tasks:,} idle tasks")
+        curve.append(report.scale_row(tasks, result))
+        ok = bool(result and "cpu_share" in result)
+        targets.append(
+            scale_target(
+                tasks,
+                result["cpu_us_per_attempt"] if result and ok else None,
+                result["cpu_share"] if result and ok else None,
+            )
+        )
+    fleet: list[Result | None] = []
+    for busy in (0, plan.fleet_busy):
+        params = {
+            "runners": plan.fleet_runners,
+            "tasks": plan.fleet_tasks,
+            "busy": busy,
+            "accounts_per_task": plan.fleet_accounts_per_task,
+            "warmup": plan.fleet_warmup,
+            "seconds": plan.fleet_seconds,
+            "timeout": plan.timeout,
+        }
+        label = f"fleet, {plan.fleet_runners} runners, {plan.fleet_tasks:,} tasks, {busy} busy"
+        result = session.run(database, "fleet", params, label=label)
+        fleet.append(result if result and "cpu_by_runner" in result else None)
+        figures = fleet[-1]
+        what = f"{plan.fleet_runners} runners, {busy} busy"
+        targets.append(
+            cadence_target(
+                what,
+                figures["idle_attempts_per_s"] if figures else None,
+                figures["idle_asked_per_s"] if figures else plan.fleet_tasks - busy,
+            )
+        )
+        if busy:
+            dispatched = spread(figures["dispatched_by_runner"]) if figures else None
+            targets.append(fairness_target(f"{what}, instructions dispatched", dispatched))
+    emit(report.scale_intro(plan))
+    emit(table(report.SCALE_HEADERS, curve))
+    emit()
+    emit(report.fleet_intro(plan))
+    emit(table(report.FLEET_HEADERS, [report.fleet_row(result) for result in fleet]))
+    emit("How evenly the runners share (each runner's share, in start order):")
+    for result in fleet:
+        emit(report.fleet_spread_lines(result))
+    emit()
+    return targets

@@ -6,10 +6,12 @@ and prints one ``BENCHMARK-RESULT {json}`` line for the orchestrator
 (``ru_maxrss``) and the warm caches of one run out of the next.
 
 One module per workload, each with ``run(params) -> result``: :mod:`.drain`,
-:mod:`.baseline` (the hand-written psycopg loops), :mod:`.refill`,
-:mod:`.backoff`, :mod:`.idle`. What they share: :mod:`.common` (tasks,
-counters), :mod:`.meters` (time, CPU, statements, memory), :mod:`.tables`
-(resetting and checking the tables), :mod:`.hooks` (what runs around each
+:mod:`.baseline` (the hand-written psycopg loops), :mod:`.node` (planton on Node), :mod:`.refill`,
+:mod:`.backoff`, :mod:`.idle`, :mod:`.fleet` (several runner processes, each
+a :mod:`.member`). What they share: :mod:`.common` (tasks, counters),
+:mod:`.meters` (time, CPU, statements, memory), :mod:`.tables` (resetting
+and checking the tables), :mod:`.activity` (what the server sees: its
+connections, lock waits and counters), :mod:`.hooks` (what runs around each
 attempt). These modules import Django models at the top, so they are only
 imported once :func:`benchmarks.workloads.__main__.main` has set Django up;
 this package's ``__init__`` imports nothing.
@@ -21,4 +23,6 @@ benchmark's own.
 """
 
 #: The workloads, each a module of this package with a ``run(params)`` function.
-NAMES = ("backoff", "baseline", "drain", "idle", "node", "refill")
+#: ``member`` is started by ``fleet``, not by the orchestrator; ``node`` runs the
+#: original planton on Node (:mod:`benchmarks.nodejs`).
+NAMES = ("backoff", "baseline", "drain", "fleet", "idle", "member", "node", "refill")

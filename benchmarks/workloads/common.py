@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,16 +39,42 @@ class Progress:
 
 
 class CallCounter:
-    """A schedule that finds nothing and counts how often it was asked."""
+    """A schedule that finds nothing and counts how often it was asked.
+
+    While :attr:`recording`, it also notes when each task was asked (wall
+    clock, ``time.time()``, which every process of the machine shares), so
+    that attempts made by several runner processes can be merged per task.
+    """
 
     def __init__(self) -> None:
         self.calls = 0
+        #: Wall-clock times of the calls, by task name, while recording.
+        self.times: dict[str, list[float]] = {}
+        self.recording = False
         self._lock = threading.Lock()
 
     def __call__(self, context: ScheduleContext) -> list[str]:
+        self.count(context.task_name)
+        return []
+
+    def count(self, task_name: str) -> None:
+        """One call of ``task_name``'s schedule (a schedule that finds work counts itself too)."""
         with self._lock:
             self.calls += 1
-        return []
+            if self.recording:
+                self.times.setdefault(task_name, []).append(time.time())
+
+
+#: The idle tasks' names: ``bench_idle_00042``.
+IDLE_PREFIX = "bench_idle_"
+
+
+def idle_tasks(count: int, schedule: CallCounter) -> list[Task]:
+    """``count`` tasks whose schedules find nothing, delay 1 s: workloads 4 and 6."""
+    return [
+        Task(name=f"{IDLE_PREFIX}{n:05d}", schedule=schedule, calculate_delay=one_second)
+        for n in range(count)
+    ]
 
 
 def drain_delay(attempt_number: int) -> float:
@@ -58,6 +85,11 @@ def drain_delay(attempt_number: int) -> float:
 def one_second(attempt_number: int) -> float:
     """A delay of 1 s whatever the cycle found: wake-ups, not the delay, must refill slots."""
     return 1.0
+
+
+def busy_delay(attempt_number: int) -> float:
+    """0 s after a cycle that found work, else 1 s: a task with work, among idle ones."""
+    return 0.0 if attempt_number == 0 else 1.0
 
 
 def email_task(name: str, *, concurrency: int, calculate_delay: Callable[[int], float]) -> Task:

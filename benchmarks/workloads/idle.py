@@ -3,59 +3,36 @@
 Default worker count and batch size. After a warm-up, the runner's CPU,
 its statements and its attempts are measured; on PostgreSQL a connection
 of the benchmark's own counts the database's connections meanwhile (its
-thread's CPU is left out of the runner's).
+thread's CPU is left out of the runner's). Section 6 runs it again with
+more tasks (500, 2,000, 10,000): the cost curve of one runner.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
-import threading
 import time
 
 from django.conf import settings
 
 from benchmarks.checks import idle_problems
 from benchmarks.protocol import Result
-from django_planton import Task
 from django_planton.runner import Runner
 
-from .common import CallCounter, Params, one_second
+from .activity import (
+    COUNTS_READ,
+    SAMPLER_THREAD,
+    ActivitySampler,
+    connect,
+    server_counts,
+    server_delta,
+)
+from .common import CallCounter, Params, idle_tasks
 from .hooks import maybe_profile
 from .meters import Meter, counting, peak_rss_mb, total
-from .tables import psycopg_conninfo, reset_tables, vendor
+from .tables import reset_tables, vendor
 
-SAMPLER_THREAD = "bench-connections"
 SAMPLE_INTERVAL = 0.5
-CONNECTIONS_SQL = (
-    "SELECT count(*) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-)
-
-
-class ConnectionSampler:
-    """Counts this database's connections every ``interval`` s, until stopped (PostgreSQL)."""
-
-    def __init__(self, interval: float) -> None:
-        self.samples: list[int] = []
-        self._interval = interval
-        self._conninfo = psycopg_conninfo()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name=SAMPLER_THREAD, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        # Imported here, not at the top: on SQLite psycopg is never loaded, and
-        # loading it would add some 10 MiB to the run's peak memory.
-        import psycopg
-
-        with psycopg.connect(**self._conninfo, autocommit=True) as conn:
-            while not self._stop.wait(self._interval):
-                row = conn.execute(CONNECTIONS_SQL).fetchone()
-                self.samples.append(int(row[0]) if row else 0)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def run(params: Params) -> Result:
@@ -64,42 +41,55 @@ def run(params: Params) -> Result:
     profiles = maybe_profile()
     reset_tables(0)
     calls = CallCounter()
-    tasks = [
-        Task(name=f"bench_idle_{n:04d}", schedule=calls, calculate_delay=one_second)
-        for n in range(params["tasks"])
-    ]
-    sampler = ConnectionSampler(SAMPLE_INTERVAL) if vendor() == "postgresql" else None
+    tasks = idle_tasks(params["tasks"], calls)
+    postgres = vendor() == "postgresql"
+    sampler = ActivitySampler(SAMPLE_INTERVAL) if postgres else None
     runner = Runner(tasks, around_attempt=profiles.around_attempt if profiles else None)
     runner.start()
     time.sleep(params["warmup"])
-    calls_before = calls.calls
-    meter = Meter(counter)
-    meter.start()
-    time.sleep(params["seconds"])
-    meter.stop()
-    attempts = calls.calls - calls_before
-    if sampler:
-        sampler.stop()
+    with connect() if postgres else contextlib.nullcontext() as conn:
+        before = server_counts(conn) if conn else None
+        samples_before = len(sampler.samples) if sampler else 0
+        calls_before = calls.calls
+        meter = Meter(counter)
+        meter.start()
+        time.sleep(params["seconds"])
+        meter.stop()
+        attempts = calls.calls - calls_before
+        after = server_counts(conn) if conn else None
+    samples = sampler.stop() if sampler else []
+    server = None
+    if before and after:
+        own = len(samples) - samples_before + COUNTS_READ
+        server = server_delta(before, after, own)
     runner.stop(timeout=30)
     if profiles:
         profiles.dump()
-    return idle_result(runner.planton.max_workers, len(tasks), attempts, meter, sampler)
+    result = idle_result(
+        runner.planton.max_workers, len(tasks), attempts, meter, [s.connections for s in samples]
+    )
+    return {**result, "server": server}
 
 
 def idle_result(
-    workers: int, tasks: int, attempts: int, meter: Meter, sampler: ConnectionSampler | None
+    workers: int, tasks: int, attempts: int, meter: Meter, samples: list[int]
 ) -> Result:
-    """The idle table's figures, and the check that the tasks were attempted often enough."""
+    """The idle table's figures, and the check that the tasks were attempted often enough.
+
+    ``samples``: the database's connections, as sampled meanwhile (none on SQLite).
+    """
     queries = total(meter.queries)
-    samples = sampler.samples if sampler else []
+    # The sampler is the benchmark's, not the runner's.
+    runner_cpu = meter.cpu - meter.threads.get(SAMPLER_THREAD, 0.0)
     return {
         "tasks": tasks,
         "workers": workers,
         "setting_workers": settings.PLANTON_MAX_WORKERS,
         "seconds": meter.wall,
         "cpu": meter.cpu,
-        # The connection sampler is the benchmark's, not the runner's.
-        "cpu_share": (meter.cpu - meter.threads.get(SAMPLER_THREAD, 0.0)) / meter.wall,
+        "runner_cpu": runner_cpu,
+        "cpu_share": runner_cpu / meter.wall,
+        "cpu_us_per_attempt": 1e6 * runner_cpu / attempts if attempts else None,
         "threads": meter.threads,
         "attempts": attempts,
         "attempts_per_s": attempts / meter.wall,

@@ -46,11 +46,6 @@ def reset_tables(accounts: int) -> None:
                 "TRUNCATE accounts_useraccount, maintenance_task_execution, maintenance_task "
                 "RESTART IDENTITY"
             )
-            cursor.execute(
-                "INSERT INTO accounts_useraccount (email, created_at) "
-                "SELECT 'user' || n || '@bench.example', now() FROM generate_series(1, %s) n",
-                [accounts],
-            )
         else:
             for table in ("maintenance_task_execution", "maintenance_task", "accounts_useraccount"):
                 cursor.execute(f"DELETE FROM {table}")
@@ -58,23 +53,51 @@ def reset_tables(accounts: int) -> None:
                 "DELETE FROM sqlite_sequence WHERE name IN "
                 "('maintenance_task_execution', 'maintenance_task', 'accounts_useraccount')"
             )
+        add_accounts(accounts)
+    with connection.cursor() as cursor:
+        # Fresh statistics, so every run plans the same way.
+        cursor.execute("ANALYZE")
+
+
+def add_accounts(accounts: int) -> None:
+    """Create ``accounts`` more accounts owed an e-mail, in one statement (ids follow on)."""
+    if not accounts:
+        return
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "INSERT INTO accounts_useraccount (email, created_at) "
+                "SELECT 'user' || n || '@bench.example', now() FROM generate_series(1, %s) n",
+                [accounts],
+            )
+        else:
             cursor.execute(
                 "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < %s) "
                 "INSERT INTO accounts_useraccount (email, created_at) "
                 "SELECT 'user' || n || '@bench.example', CURRENT_TIMESTAMP FROM g",
                 [accounts],
             )
-    with connection.cursor() as cursor:
-        # Fresh statistics, so every run plans the same way.
-        cursor.execute("ANALYZE")
 
 
-def drained_problems(task_name: str, accounts: int, concurrency: int) -> list[str]:
-    """Read the accounts and the task's executions, and check them as a perfect drain."""
+def drained_problems(
+    task_name: str, accounts: int, concurrency: int, *, ids: tuple[int, int] | None = None
+) -> list[str]:
+    """Read the accounts and the task's executions, and check them as a perfect drain.
+
+    ``ids``: the first and last id of the accounts that are this task's work
+    (several tasks share the table); by default, every account.
+    """
+    first, last = ids or (0, 2**62)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM accounts_useraccount WHERE email_sent_at IS NULL")
+        cursor.execute(
+            "SELECT count(*) FROM accounts_useraccount "
+            "WHERE email_sent_at IS NULL AND id BETWEEN %s AND %s",
+            [first, last],
+        )
         (owed,) = cursor.fetchone()
-        cursor.execute("SELECT id FROM accounts_useraccount")
+        cursor.execute(
+            "SELECT id FROM accounts_useraccount WHERE id BETWEEN %s AND %s", [first, last]
+        )
         account_ids = {str(row[0]) for row in cursor.fetchall()}
         cursor.execute(_EXECUTIONS_SQL, [task_name])
         executions = [ExecutionRow(*row) for row in cursor.fetchall()]
@@ -85,3 +108,25 @@ def drained_problems(task_name: str, accounts: int, concurrency: int) -> list[st
         executions=executions,
         concurrency=concurrency,
     )
+
+
+def unfinished_work() -> tuple[int, int, int]:
+    """Accounts still owed an e-mail, executions still running and executions failed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM accounts_useraccount WHERE email_sent_at IS NULL), "
+            "(SELECT count(*) FROM maintenance_task_execution WHERE ended_at IS NULL), "
+            "(SELECT count(*) FROM maintenance_task_execution WHERE error IS NOT NULL)"
+        )
+        owed, running, failed = cursor.fetchone()
+    return int(owed), int(running), int(failed)
+
+
+def executions_by_runner() -> dict[tuple[str, str], int]:
+    """Executions by task and by the runner that dispatched them (``hostname``: ``name:pid``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t.nid, e.hostname, count(*) FROM maintenance_task_execution e "
+            "JOIN maintenance_task t ON t.id = e.maintenance_task_id GROUP BY t.nid, e.hostname"
+        )
+        return {(str(task), str(host)): int(count) for task, host, count in cursor.fetchall()}

@@ -23,6 +23,7 @@ from django.db.models import (
     When,
 )
 from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -47,6 +48,19 @@ else:
     TaskAdminBase = ExecutionAdminBase = FailingAdminBase = admin.ModelAdmin
     FailingInlineBase = admin.TabularInline
     FailingFormSetBase = BaseInlineFormSet
+
+
+class ReadOnlyAdmin:
+    """A record the runners write: the admin only shows it (nothing added, changed or deleted)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 FAILING_CHANGELIST = "admin:django_planton_failinginstruction_changelist"

@@ -26,7 +26,13 @@ from ..models import MaintenanceTaskExecution
 from ..querysets import MaintenanceTaskExecutionQuerySet
 from ..sql import DatabaseNow
 from ..states import Outcome
-from .common import ExecutionAdminBase, _error_html, _error_summary, _format_duration
+from .common import (
+    ExecutionAdminBase,
+    ReadOnlyAdmin,
+    _error_html,
+    _error_summary,
+    _format_duration,
+)
 from .display import EMPTY, format_seconds, format_time, outcome_badge
 
 if TYPE_CHECKING:
@@ -74,7 +80,7 @@ def execution_title(execution: MaintenanceTaskExecution) -> str:
 
 
 @admin.register(MaintenanceTaskExecution)
-class MaintenanceTaskExecutionAdmin(ExecutionAdminBase):
+class MaintenanceTaskExecutionAdmin(ReadOnlyAdmin, ExecutionAdminBase):
     # Few, narrow columns, to fit 1,400 px beside the filters: a retry's
     # attempt is tagged beside its instruction; the host and why it failed or
     # was terminated are on the page (and in the outcome's tooltip).
@@ -135,15 +141,6 @@ class MaintenanceTaskExecutionAdmin(ExecutionAdminBase):
         if obj is not None:
             context.update(title=execution_title(obj), subtitle=None)
         return super().render_change_form(request, context, add, change, form_url, obj)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_terminate_permission(self, request: HttpRequest) -> bool:
         opts = self.opts

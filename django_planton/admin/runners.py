@@ -10,7 +10,7 @@ query.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib import admin
 from django.db.models import QuerySet
@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..models import RunnerProcess
 from ..sql import DatabaseNow
+from .common import ReadOnlyAdmin
 from .display import EMPTY, ago, format_time, time_cell
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ FIELDS = (
 
 
 @admin.register(RunnerProcess)
-class RunnerProcessAdmin(RunnerAdminBase):
+class RunnerProcessAdmin(ReadOnlyAdmin, RunnerAdminBase):
     list_display = [
         "hostname",
         "pid",
@@ -80,15 +81,6 @@ class RunnerProcessAdmin(RunnerAdminBase):
         # The database's time, in the same statement: alive or dead by the
         # clock the heartbeats are stamped with.
         return super().get_queryset(request).annotate(database_now=DatabaseNow())
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description=_("state"))
     def state_display(self, obj: RunnerProcess) -> SafeString | str:

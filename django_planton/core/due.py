@@ -28,6 +28,9 @@ class DueQueue:
     def __init__(self) -> None:
         # (at, sequence, due): tuples compare in C, and the sequence breaks ties.
         self._heap: list[tuple[float, int, Due]] = []
+        #: The same entries by due time, for :meth:`take_due`: a batch takes the
+        #: tasks due without looking at the thousands that are not.
+        self._by_due: list[tuple[float, int, Due]] = []
         self._sequence = itertools.count()
         #: The entry in force for each task waiting in the heap.
         self.pending: dict[str, Due] = {}
@@ -39,7 +42,9 @@ class DueQueue:
             return False
         due = Due(at, task_name, due_at)
         self.pending[task_name] = due
-        heapq.heappush(self._heap, (at, next(self._sequence), due))
+        sequence = next(self._sequence)
+        heapq.heappush(self._heap, (at, sequence, due))
+        heapq.heappush(self._by_due, (due_at, sequence, due))
         return True
 
     def next_at(self) -> float | None:
@@ -61,13 +66,25 @@ class DueQueue:
         """Take every pending task due by ``now`` for which ``where(name)`` holds.
 
         Their heap entries stay behind and are dropped when they surface,
-        as superseded entries are.
+        as superseded entries are. Earliest due first.
         """
-        taken = [name for name, due in self.pending.items() if due.due_at <= now and where(name)]
-        for name in taken:
-            del self.pending[name]
+        taken: list[str] = []
+        passed_over: list[tuple[float, int, Due]] = []
+        while self._by_due and self._by_due[0][0] <= now:
+            entry = heapq.heappop(self._by_due)
+            due = entry[2]
+            if self.pending.get(due.task_name) is not due:
+                continue  # superseded, or taken
+            if where(due.task_name):
+                taken.append(due.task_name)
+                del self.pending[due.task_name]
+            else:
+                passed_over.append(entry)
+        for entry in passed_over:
+            heapq.heappush(self._by_due, entry)
         return taken
 
     def clear(self) -> None:
         self._heap.clear()
+        self._by_due.clear()
         self.pending.clear()

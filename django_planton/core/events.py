@@ -16,7 +16,7 @@ from ..errors import PlantonError
 from .runners import CycleReport
 from .task import ErrorEvent, Task, TaskEvent
 
-__all__ = ["ErrorLog", "EventSink", "error_log", "log_error"]
+__all__ = ["ErrorLog", "EventSink", "error_log", "log_dispatched", "log_error"]
 
 logger = logging.getLogger("django_planton")
 
@@ -49,13 +49,7 @@ class EventSink:
             self.error(task.name, error, log=id(error) not in logged)
         if not report.instructions:
             return
-        logger.debug(
-            "Task %s dispatched %d instruction(s): %s",
-            task.name,
-            len(report.instructions),
-            ", ".join(report.instructions),
-            extra={"task_name": task.name},
-        )
+        log_dispatched(task.name, report.instructions)
         if self._on_task is None:
             return
         for instruction in report.instructions:
@@ -166,6 +160,17 @@ def _task_names(names: Sequence[str]) -> str:
 
 #: The process's error log: every error of the loop goes through it.
 error_log = ErrorLog()
+
+
+def log_dispatched(task_name: str, instructions: Sequence[str]) -> None:
+    """The line (at DEBUG, so ``-v 2``) that says what an attempt dispatched."""
+    logger.debug(
+        "Task %s dispatched %d instruction(s): %s",
+        task_name,
+        len(instructions),
+        ", ".join(instructions),
+        extra={"task_name": task_name},
+    )
 
 
 def log_error(task_name: str, error: BaseException) -> None:

@@ -8,20 +8,18 @@ terminated and still run (read once the receivers have run), and
 
 from __future__ import annotations
 
-import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..core.events import log_dispatched
 from ..models import MaintenanceTaskExecution, RunnerProcess
 from ..runner import Runner
 from ..sql import read_database_now
 from ..states import Outcome, outcome_of
 
 __all__ = ["OnceSummary", "run_once"]
-
-logger = logging.getLogger("django_planton")
 
 # Executions read per statement: well under every database's limit of parameters.
 _CHUNK = 500
@@ -90,14 +88,8 @@ def run_once(runner: Runner) -> OnceSummary:
     since = read_database_now(runner.using)
     reports = runner.run_once()
     for task, report in zip(runner.tasks, reports, strict=True):
-        if report.instructions:  # as the loop says it at -v 2 (core.events)
-            logger.debug(
-                "Task %s dispatched %d instruction(s): %s",
-                task.name,
-                len(report.instructions),
-                ", ".join(report.instructions),
-                extra={"task_name": task.name},
-            )
+        if report.instructions:  # as the loop says it at -v 2
+            log_dispatched(task.name, report.instructions)
     ids = list(
         MaintenanceTaskExecution.objects.using(runner.using)
         .filter(hostname=identity, started_at__gte=since, maintenance_task__nid__in=names)

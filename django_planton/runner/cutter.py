@@ -42,7 +42,8 @@ _IDLE_LINGER = 1.0
 
 @dataclass(slots=True)
 class Cut:
-    """One guarded schedule: its deadline, and whether its statement was cancelled."""
+    """One guarded batch: its deadline, the task whose schedule runs now, and whether its
+    statement was cancelled (the batch's schedules run one after another)."""
 
     task_name: str
     deadline: float  # time.monotonic()
@@ -65,7 +66,11 @@ class ScheduleCutter:
     def guard(
         self, connection: BaseDatabaseWrapper, task_name: str, deadline: float
     ) -> Iterator[Cut | None]:
-        """Watch the schedule run in the block; yields its :class:`Cut` (None: not cuttable)."""
+        """Watch the schedules run in the block; yields their :class:`Cut` (None: not cuttable).
+
+        The block sets ``task_name`` as each schedule starts: a cancel ends
+        the statement of the one running at the deadline.
+        """
         cancel = self._canceller(connection)
         if cancel is None:
             yield None

@@ -237,22 +237,25 @@ class DatabaseCycleRunner:
         attempts: list[Attempt] = []
         reports: dict[str, CycleReport] = {}
         started = time.monotonic()
-        deadline = started + self.batch_time_budget
-        for task, row in due:
-            spent = time.monotonic() - started
-            if attempts and spent > self.batch_time_budget:
-                # Not attempted: the row is left as it was (due), and is free
-                # for any runner once this transaction ends.
-                reports[task.name] = CycleReport(
-                    delay=0.0, waiting=f"left out of a batch that ran {spent:.1f}s"
-                )
-                continue
-            guard = (
-                self._cutter.guard(connection, task.name, deadline)
-                if guarded
-                else contextlib.nullcontext(None)
-            )
-            with guard as cut:
+        # One guard for the batch: its schedules run one after another, against one deadline.
+        guard = (
+            self._cutter.guard(connection, due[0][0].name, started + self.batch_time_budget)
+            if guarded
+            else contextlib.nullcontext(None)
+        )
+        with guard as cut:
+            for tried, (task, row) in enumerate(due):
+                spent = time.monotonic() - started
+                if tried and spent > self.batch_time_budget:
+                    # Not attempted: the row is left as it was (due), and is free
+                    # for any runner once this transaction ends.
+                    reports[task.name] = CycleReport(
+                        delay=0.0, waiting=f"left out of a batch that ran {spent:.1f}s"
+                    )
+                    continue
+                cut_before = cut is not None and cut.done
+                if cut is not None:
+                    cut.task_name = task.name  # whose statement a cancel would end
                 attempt = attempt_user_code(
                     task,
                     row,
@@ -261,16 +264,16 @@ class DatabaseCycleRunner:
                     connection=connection,
                     max_instruction_length=self.max_instruction_length,
                 )
-            took = time.monotonic() - started - spent
-            self.wakeups.schedule_took(task.name, slow=took > self.batch_time_budget)
-            if cut is not None and cut.done and attempt.outcome is None:
-                # Cut by the budget, not failed: its savepoint rolled back, and
-                # its row is left due for an attempt of its own.
-                reports[task.name] = CycleReport(
-                    delay=0.0, waiting=f"cut from its batch after {took:.1f}s: attempted alone"
-                )
-                continue
-            attempts.append(attempt)
+                took = time.monotonic() - started - spent
+                self.wakeups.schedule_took(task.name, slow=took > self.batch_time_budget)
+                if cut is not None and cut.done and not cut_before and attempt.outcome is None:
+                    # Cut by the budget, not failed: its savepoint rolled back, and
+                    # its row is left due for an attempt of its own.
+                    reports[task.name] = CycleReport(
+                        delay=0.0, waiting=f"cut from its batch after {took:.1f}s: attempted alone"
+                    )
+                    continue
+                attempts.append(attempt)
         # Stamped after the schedules ran: an execution starts when it is written.
         written = self._writer.write(attempts, self.clock.now())
         for name, (report, attempt_number) in written.items():

@@ -18,7 +18,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ..core import CycleReport, DelayBounds, Task
 from ..models import ExecutionState, MaintenanceTask, MaintenanceTaskExecution, RunnerProcess
-from ..sql import TaskRow, insert_executions, later, update_rows
+from ..sql import DatabaseNow, DatabaseNowPlus, TaskRow, insert_executions, update_rows
 from .dispatch import dispatch, send_schedule_failed
 from .sandbox import Attempt
 
@@ -31,17 +31,21 @@ def full_waiting(running: int) -> str:
 
 
 def attempt_state(
-    now: datetime, delay: float, *, dispatched_at: datetime | None = None, error: str = ""
+    delay: float, *, dispatched_at: datetime | None = None, error: str = ""
 ) -> dict[str, Any]:
     """The fields an attempt sets on its task's row (the attempt number aside).
 
     ``dispatched_at``, when the attempt dispatched, is its executions' start.
+    The attempt is stamped, and its next one counted, by the database's
+    time at the write itself: a time carried forward from the cycle's first
+    statement may lag behind it by as long as that statement took, and
+    another runner would then find the task due early.
     """
     state: dict[str, Any] = {
-        "next_attempt_at": later(now, delay),
-        "last_attempted_at": now,
+        "next_attempt_at": DatabaseNowPlus(delay),
+        "last_attempted_at": DatabaseNow(),
         "last_error": error if len(error) <= _MOST_ERROR else _shortened(error),
-        "updated_at": now,
+        "updated_at": DatabaseNow(),
     }
     if dispatched_at is not None:
         state["last_dispatched_at"] = dispatched_at
@@ -149,7 +153,7 @@ class AttemptWriter:
             results[task.name] = (report, outcome.attempt_number)
         dispatched_at = self._insert(dispatches)
         for (reset, added, delay, dispatched, full), pks in groups.items():
-            state = attempt_state(now, delay, dispatched_at=dispatched_at if dispatched else None)
+            state = attempt_state(delay, dispatched_at=dispatched_at if dispatched else None)
             state["saturated_active_count"] = full
             if reset:
                 state["attempt_number"] = 0
@@ -192,7 +196,7 @@ class AttemptWriter:
         """Record a failed attempt on the locked row; ``schedule_failed`` goes out on commit."""
         attempt_number = row.attempt_number + 1
         next_attempt = self.bounds.next_attempt(task, attempt_number)
-        state = attempt_state(now, next_attempt.stored, error=describe_errors(errors))
+        state = attempt_state(next_attempt.stored, error=describe_errors(errors))
         state["attempt_number"] = attempt_number
         state["saturated_active_count"] = None
         update_rows(MaintenanceTask, [row.pk], state, using=self.using)

@@ -21,6 +21,7 @@ from .arrays import postgres_array
 from .clock import (
     DatabaseClock,
     DatabaseNow,
+    DatabaseNowPlus,
     later,
     now_sql,
     read_database_now,
@@ -51,6 +52,7 @@ __all__ = [
     "WAKE_FUNCTION_SQL",
     "DatabaseClock",
     "DatabaseNow",
+    "DatabaseNowPlus",
     "InstructionStates",
     "TaskReads",
     "TaskRow",

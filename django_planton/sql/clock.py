@@ -35,6 +35,7 @@ from django.utils.dateparse import parse_datetime
 __all__ = [
     "DatabaseClock",
     "DatabaseNow",
+    "DatabaseNowPlus",
     "later",
     "now_sql",
     "read_database_now",
@@ -56,6 +57,41 @@ def later(now: datetime, seconds: float) -> datetime:
         return now + min(timedelta(seconds=seconds), _FURTHEST)
     except OverflowError:
         return now + _FURTHEST
+
+
+class DatabaseNowPlus:
+    """The database's time at the statement that writes it, plus ``seconds``.
+
+    A value for :func:`~django_planton.sql.update_rows`: a task's next
+    attempt counted from the write itself. Counted from a time carried
+    forward since the cycle's first statement, it comes out early when that
+    statement ran long (it waited, or the server was busy): another runner
+    would then find the task due before its delay is up.
+    """
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return f"DatabaseNowPlus({self.seconds!r})"
+
+    def sql(self, connection: BaseDatabaseWrapper) -> str:
+        """The SQL, with one parameter: :meth:`parameter`."""
+        if connection.vendor == "postgresql":
+            return f"({now_sql(connection)} + make_interval(secs => %s))"
+        if connection.vendor == "mysql":
+            return f"DATE_ADD({now_sql(connection)}, INTERVAL %s MICROSECOND)"
+        raise NotImplementedError(f"no database time arithmetic for {connection.vendor}")
+
+    def parameter(self, connection: BaseDatabaseWrapper) -> float | int:
+        seconds = min(max(self.seconds, 0.0), _FURTHEST.total_seconds())
+        return round(seconds * 1_000_000) if connection.vendor == "mysql" else seconds
+
+    def on_process_clock(self, now: datetime) -> datetime:
+        """The value where the database's clock is this process's (SQLite), at ``now``."""
+        return later(now, self.seconds)
 
 
 def now_sql(connection: BaseDatabaseWrapper) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections, models
@@ -11,7 +12,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from .arrays import postgres_array
-from .clock import now_sql, to_datetime, uses_process_clock
+from .clock import DatabaseNowPlus, now_sql, to_datetime, uses_process_clock
 
 if TYPE_CHECKING:
     from ..models import MaintenanceTaskExecution
@@ -63,15 +64,18 @@ def update_rows(
         shape = str(len(pks))
     add = add or {}
     # A value that is the database's "now" goes into the SQL, not the parameters.
+    # So does a time after it, with its seconds as a parameter.
     from_clock = tuple(name for name, value in values.items() if isinstance(value, Now))
-    if from_clock and uses_process_clock(connection):
-        now = timezone.now()
-        values = {name: now if name in from_clock else value for name, value in values.items()}
-        from_clock = ()
+    shifted = tuple(name for name, value in values.items() if isinstance(value, DatabaseNowPlus))
+    if (from_clock or shifted) and uses_process_clock(connection):
+        now = timezone.now()  # one time for the row, as one statement's would be
+        values = {name: _on_process_clock(value, now) for name, value in values.items()}
+        from_clock = shifted = ()
     key = (
         model,
         tuple(values),
         from_clock,
+        shifted,
         tuple(add),
         unless_set,
         shape,
@@ -81,11 +85,11 @@ def update_rows(
     cached = _UPDATE_STATEMENTS.get(key)
     if cached is None:
         sql, fields = _update_statement(
-            connection, model, values, from_clock, add, unless_set, shape
+            connection, model, values, from_clock, add, unless_set, shape, shifted
         )
         cached = _UPDATE_STATEMENTS[key] = (f"{comment} {sql}" if comment else sql, fields)
     sql, fields = cached
-    params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+    params = [_parameter(field, values[field.name], connection) for field in fields]
     params += [int(amount) for amount in add.values()]
     if shape == "array":
         params.append(postgres_array(pks))
@@ -109,12 +113,17 @@ def _update_statement(
     add: dict[str, int],
     unless_set: str | None,
     shape: str,
+    shifted: tuple[str, ...] = (),
 ) -> tuple[str, list[Any]]:
     """The statement, and the fields whose values are its parameters, in order."""
     quote = connection.ops.quote_name
     meta = model._meta
     fields: list[Any] = [meta.get_field(name) for name in values if name not in from_clock]
-    assignments = [f"{quote(field.column)} = %s" for field in fields]
+    assignments = [
+        f"{quote(field.column)} = "
+        + (values[field.name].sql(connection) if field.name in shifted else "%s")
+        for field in fields
+    ]
     assignments += [f"{quote(_column(model, name))} = {now_sql(connection)}" for name in from_clock]
     for name in add:
         column = quote(_column(model, name))
@@ -130,6 +139,20 @@ def _update_statement(
     if unless_set is not None:
         sql += f" AND {quote(_column(model, unless_set))} IS NULL"
     return sql, fields
+
+
+def _parameter(field: Any, value: Any, connection: BaseDatabaseWrapper) -> Any:
+    if isinstance(value, DatabaseNowPlus):
+        return value.parameter(connection)
+    return field.get_db_prep_save(value, connection)
+
+
+def _on_process_clock(value: Any, now: datetime) -> Any:
+    if isinstance(value, Now):
+        return now
+    if isinstance(value, DatabaseNowPlus):
+        return value.on_process_clock(now)
+    return value
 
 
 def _pk_column(model: type[models.Model]) -> str:

@@ -360,3 +360,25 @@ def test_a_cycle_held_up_on_its_way_does_not_store_its_next_attempt_late(
         (next_attempt_at,) = cursor.fetchone()
     ahead = (to_datetime(next_attempt_at) - read_database_now("default")).total_seconds()
     assert ahead <= 1.0 + 0.3, f"next_attempt_at is {ahead:.2f}s ahead; the delay is 1s"
+
+
+def test_the_next_attempt_counts_from_the_write_not_from_a_lagging_clock(
+    make_task, make_runner, scripted_schedule, monkeypatch
+):
+    # The cycle's clock is carried forward from its first statement; when that
+    # statement ran long (a lock wait, a busy server) the clock lags the
+    # database's. A next attempt counted from it would come early, and another
+    # runner would attempt the task before its delay is up.
+    task = make_task("cadence", scripted_schedule([]), delay=10.0)
+    runner = make_runner([task])
+    clock = runner.cycle_runner.clock
+    lagging = clock.now
+    monkeypatch.setattr(clock, "now", lambda: lagging() - timedelta(seconds=5))
+    before = database_now()
+
+    runner.run_once()
+
+    state = row("cadence")
+    assert state.next_attempt_at >= before + timedelta(seconds=10)
+    assert state.next_attempt_at - state.last_attempted_at == timedelta(seconds=10)
+    assert state.last_attempted_at >= before

@@ -321,7 +321,7 @@ def test_a_very_long_last_error_keeps_its_first_line_and_its_end():
     from django_planton.runner.writes import _MOST_ERROR, attempt_state
 
     error = "RuntimeError: first line\n\n" + "x" * (3 * _MOST_ERROR) + "\nRuntimeError: end"
-    kept = attempt_state(timezone.now(), 1.0, error=error)["last_error"]
+    kept = attempt_state(1.0, error=error)["last_error"]
     assert len(kept) <= _MOST_ERROR
     assert kept.startswith("RuntimeError: first line\n\n[...]\n")
     assert kept.endswith("\nRuntimeError: end")

@@ -8,23 +8,33 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from benchmarks.checks import (
+    Attempt,
     ExecutionRow,
     Target,
     already_ended_problems,
+    attempt_gap_problems,
     backoff_problems,
+    cadence_target,
     connection_limit,
     drain_problems,
     drain_target,
+    fairness_target,
     finished_problems,
     idle_beside_busy_problems,
     idle_problems,
     idle_targets,
     median,
+    merge_attempt_times,
     rate,
     ratio_to_baseline,
     refill_target,
     run_problems,
+    scale_target,
+    shortest_gaps,
+    spread,
 )
 
 
@@ -195,7 +205,7 @@ def idle_result(**overrides: Any) -> dict[str, Any]:
 
 
 def test_an_idle_runner_that_costs_little_meets_its_targets() -> None:
-    assert connection_limit(4) == 6
+    assert connection_limit(4) == 7
     assert [target.ok for target in idle_targets(idle_result())] == [True, True, True]
 
 
@@ -215,3 +225,78 @@ def test_the_executor_target_is_met_at_four_fifths_of_the_ideal() -> None:
     assert executor_target("Threads", 799.0, 1000.0).ok is False
     assert executor_target("Threads", None, 1000.0).ok is None
     assert "(0.33x)" in executor_target("Threads", 333.0, 1000.0).name
+
+
+# -- 6. scale: several runners on the same tasks ------------------------------------
+
+
+def test_attempt_times_are_merged_across_runners_and_sorted() -> None:
+    merged = merge_attempt_times([{"a": [2.0, 0.0]}, {"a": [1.0], "b": [5.0]}, {}])
+    assert merged == {
+        "a": [Attempt(0.0, 0), Attempt(1.0, 1), Attempt(2.0, 0)],
+        "b": [Attempt(5.0, 1)],
+    }
+
+
+def test_tasks_attempted_once_per_delay_across_runners_pass() -> None:
+    # Three runners take turns, one attempt a second between them.
+    times = merge_attempt_times([{"a": [0.0, 3.01]}, {"a": [1.0]}, {"a": [2.0], "b": [0.5]}])
+    assert attempt_gap_problems(times, 1.0) == []
+    [(task, gap)] = shortest_gaps(times).items()  # b was attempted once: no gap
+    assert (task, gap.first, gap.second) == ("a", 0, 1)
+    assert gap.seconds == pytest.approx(1.0)
+
+
+def test_two_runners_attempting_a_task_within_its_delay_are_reported() -> None:
+    times = merge_attempt_times([{"a": [0.0, 1.0], "b": [0.0]}, {"a": [0.02], "b": [0.95]}])
+    [problem] = attempt_gap_problems(times, 1.0)
+    assert problem.startswith("1 task(s) attempted sooner than their delay of 1 s allows")
+    assert "1 of them by two runners (shortest gap 20 ms, a, runners 1 then 2)" in problem
+
+
+def test_one_runner_attempting_a_task_twice_within_its_delay_is_reported_too() -> None:
+    times = merge_attempt_times([{"a": [0.0, 0.5, 1.5]}, {"a": [2.5]}])
+    [problem] = attempt_gap_problems(times, 1.0)
+    assert "0 of them by two runners (shortest gap 500 ms, a, runners 1 then 1)" in problem
+
+
+def test_the_spread_of_work_over_runners() -> None:
+    even = spread([10, 10, 10, 10])
+    assert even is not None
+    assert even.shares == (0.25, 0.25, 0.25, 0.25)
+    assert (even.max_over_min, even.cv) == (1.0, 0.0)
+    skewed = spread([30, 10])
+    assert skewed is not None
+    assert skewed.max_over_min == 3.0
+    assert skewed.cv == pytest.approx(0.5)
+    one_does_all = spread([0, 40, 0, 0])
+    assert one_does_all is not None
+    assert one_does_all.max_over_min is None
+    assert one_does_all.cv == pytest.approx(3**0.5)
+    assert spread([]) is None
+    assert spread([0, 0]) is None
+
+
+def test_the_fairness_target_allows_twice_the_fair_share() -> None:
+    assert fairness_target("busy", spread([50, 25, 25, 0])).ok is True  # 50% <= 2 x 25%
+    unfair = fairness_target("busy", spread([0, 40, 0, 0]))
+    assert unfair.ok is False
+    assert "fair share of 25.0% (busiest 100.0%)" in unfair.name
+    assert fairness_target("busy", None).ok is None
+
+
+def test_the_cadence_target_wants_the_delays_rate_no_more_no_less() -> None:
+    assert cadence_target("idle", 2_000.0, 2_000.0).ok is True
+    assert cadence_target("idle", 1_500.0, 2_000.0).ok is False  # starved
+    assert cadence_target("idle", 2_200.0, 2_000.0).ok is False  # attempted too often
+    assert "(1.00x)" in cadence_target("idle", 2_000.0, 2_000.0).name
+    assert cadence_target("idle", None, 2_000.0).ok is None
+
+
+def test_the_scale_target_is_ten_microseconds_per_attempt() -> None:
+    met = scale_target(10_000, 9.5, 0.095)
+    assert met.ok is True
+    assert "10,000 idle tasks" in met.name
+    assert "(10 us, 9.5% of a core)" in met.name
+    assert scale_target(10_000, 30.0, 0.3).ok is False
+    assert scale_target(10_000, None, None).ok is None
