@@ -21,6 +21,8 @@ from scripts.measure import most_at_once
 
 #: A variant is expected to reach this share of its baseline's instr/s.
 MIN_RATIO_TO_BASELINE = 0.8
+#: django-planton's complete-only drain against the original planton on Node.
+MIN_RATIO_TO_NODE = 1.0
 #: The Threads executor against concurrency / receiver latency.
 MIN_RATIO_TO_IDEAL = 0.8
 #: The median slot-refill gap on PostgreSQL should stay under this.
@@ -279,6 +281,13 @@ def drain_target(label: str, baseline: str, ratios: tuple[float, float] | None) 
     ok = None if ratios is None else ratios[1] >= MIN_RATIO_TO_BASELINE
     figure = "no result" if ratios is None else f"{ratios[1]:.2f}x"
     return Target(f"drain, {label}: >= {MIN_RATIO_TO_BASELINE}x {baseline} ({figure})", ok)
+
+
+def node_target(label: str, ratios: tuple[float, float] | None) -> Target:
+    """The complete-only drain against the original planton on Node, by the per-round ratio."""
+    ok = None if ratios is None else ratios[1] >= MIN_RATIO_TO_NODE
+    figure = "no result" if ratios is None else f"{ratios[1]:.2f}x"
+    return Target(f"drain, {label}: >= {MIN_RATIO_TO_NODE}x planton on Node ({figure})", ok)
 
 
 def executor_target(label: str, rate_per_s: float | None, ideal: float) -> Target:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 
+from .nodejs import versions_line
 from .report import load_average
 
 
@@ -55,6 +56,7 @@ def machine_lines(postgres_url: str | None) -> list[str]:
         f"psycopg {metadata.version('psycopg')}",
         f"PostgreSQL {postgres_version(postgres_url) if postgres_url else 'not run'}",
         f"SQLite {sqlite3.sqlite_version}",
+        versions_line(),
     ]
     return [
         f"machine:  {os.cpu_count()} cores, {cpu_model()}, {platform.system()} "

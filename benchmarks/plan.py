@@ -105,7 +105,8 @@ class DrainVariant:
 
     key: str
     label: str
-    #: The child's workload: ``drain`` (django-planton) or ``baseline`` (psycopg loop).
+    #: The child's workload: ``drain`` (django-planton), ``baseline`` (psycopg
+    #: loop) or ``node`` (the original planton on Node).
     workload: str
     params: dict[str, Any] = field(default_factory=dict)
     #: The key of the baseline that does the same database work; None for a baseline.
@@ -117,6 +118,11 @@ class DrainVariant:
     def is_baseline(self) -> bool:
         """A psycopg loop: PostgreSQL only, and nothing to compare it with."""
         return self.workload == "baseline"
+
+    @property
+    def is_django_planton(self) -> bool:
+        """Run by django-planton's runner: on SQLite too, with a target against its baseline."""
+        return self.workload == "drain"
 
 
 # Each django-planton variant is compared with the baseline that does the same
@@ -144,7 +150,14 @@ DRAIN_VARIANTS = (
         "baseline",
         {"mark": "receiver"},
     ),
+    # The original planton (benchmarks/node): the psycopg baseline's statements,
+    # on a pool of 10 connections. A reference, run only where node is.
+    DrainVariant("node", "planton on Node (pg, pool of 10)", "node", baseline="baseline"),
 )
+#: The django-planton variant compared with the Node one (the same statements per
+#: instruction), and the key of the Node variant.
+NODE_COMPARED = "complete-only"
+NODE = "node"
 # With --prepared: the per-instruction receiver with psycopg's prepared statements.
 PREPARED_VARIANT = DrainVariant(
     "prepared",
@@ -170,8 +183,8 @@ def postgres_variants(*, prepared: bool) -> list[DrainVariant]:
 
 
 def sqlite_variants() -> list[DrainVariant]:
-    """The django-planton variants only: the baselines are psycopg loops."""
-    return [v for v in DRAIN_VARIANTS if not v.is_baseline]
+    """The django-planton variants only: the baselines are psycopg loops, Node's uses pg."""
+    return [v for v in DRAIN_VARIANTS if v.is_django_planton]
 
 
 #: The executors' drain: every receiver takes WORK_MS (a mail server's answer),

@@ -132,19 +132,32 @@ def drain_intro(plan: Plan) -> str:
         f"{plan.drain_runs} runs each; figures are medians. 'vs baseline': instr/s over "
         "that of the baseline named in 'baseline' (the one doing the same database work "
         "per instruction), median of the ratios within each round (in brackets: ratio of "
-        "the medians)."
+        "the medians). The Node row is the original planton doing the psycopg "
+        "baseline's statements; the row under it is the complete-only receiver's "
+        "instr/s over Node's, by round as well."
     )
 
 
 def drain_rows(
-    database: str, variants: Sequence[DrainVariant], results: Mapping[str, list[Result]]
+    database: str,
+    variants: Sequence[DrainVariant],
+    results: Mapping[str, list[Result]],
+    not_run: Mapping[str, str] | None = None,
 ) -> list[Row]:
-    """One row per variant: medians over its successful runs."""
+    """One row per variant: medians over its successful runs.
+
+    ``not_run``: variants left out on purpose, by key, with the reason their
+    row shows (the Node one where there is no node).
+    """
     rows = []
     for variant in variants:
         # No baseline runs on SQLite: nothing to compare with there.
         against = variant.baseline if variant.baseline in results else None
-        runs = results[variant.key]
+        runs = results.get(variant.key, [])
+        if not_run and variant.key in not_run:
+            label = f"{variant.label}: not run ({not_run[variant.key]})"
+            rows.append([database, label, 0, None, None, against] + [None] * 6)
+            continue
         if not runs:
             rows.append([database, variant.label, 0, None, None, against] + [None] * 6)
             continue
@@ -169,6 +182,11 @@ def drain_rows(
     return rows
 
 
+def versus_row(database: str, label: str, against: str, ratios: tuple[float, float] | None) -> Row:
+    """A row with only a ratio: one variant's instr/s over another's (complete-only / Node)."""
+    return [database, label, None, None, None, against, _ratio_cell(ratios)] + [None] * 5
+
+
 def _ratio_cell(ratios: tuple[float, float] | None) -> str:
     if ratios is None:
         return "-"
@@ -182,7 +200,7 @@ def thread_lines(
     return [
         f"  {database:<10} {variant.label:<38} {_threads(results[variant.key])}"
         for variant in variants
-        if results.get(variant.key) and not variant.is_baseline
+        if results.get(variant.key) and variant.is_django_planton
     ]
 
 

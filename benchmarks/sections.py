@@ -19,6 +19,7 @@ from .checks import (
     executor_target,
     fairness_target,
     idle_targets,
+    node_target,
     rate,
     ratio_to_baseline,
     refill_target,
@@ -26,12 +27,15 @@ from .checks import (
     spread,
 )
 from .databases import Database, Databases
+from .nodejs import node_unavailable
 from .plan import (
     CONCURRENCY,
     EXECUTOR_CONCURRENCY,
     EXECUTOR_VARIANTS,
     HOLD,
     IDEAL_RATE,
+    NODE,
+    NODE_COMPARED,
     WORK_MS,
     DrainVariant,
     Plan,
@@ -80,15 +84,23 @@ def drain_section(
     """1+2: every drain variant on PostgreSQL against its baseline; once each on SQLite."""
     progress("1. Drain")
     pg_variants = postgres_variants(prepared=prepared)
+    not_run: dict[str, str] = {}
+    reason = node_unavailable()
+    if reason is not None:
+        not_run[NODE] = reason
+        progress(f"  the Node drain is not run: {reason}")
     pg_results = run_drains(
         session,
         databases.postgres,
         plan,
         accounts=plan.drain_accounts,
         runs=plan.drain_runs,
-        variants=pg_variants,
+        variants=[v for v in pg_variants if v.key not in not_run],
     )
-    rows = report.drain_rows("postgresql", pg_variants, pg_results)
+    rows = report.drain_rows("postgresql", pg_variants, pg_results, not_run)
+    node_ratios = ratio_to_baseline(pg_results, NODE_COMPARED, NODE)
+    compared = next(v.label for v in pg_variants if v.key == NODE_COMPARED)
+    rows.append(report.versus_row("postgresql", f"{compared} / Node", NODE, node_ratios))
     lite_variants = sqlite_variants()
     lite_results: DrainResults = {}
     if databases.sqlite:
@@ -110,8 +122,8 @@ def drain_section(
     return [
         drain_target(v.label, v.baseline, ratio_to_baseline(pg_results, v.key, v.baseline))
         for v in pg_variants
-        if v.baseline is not None
-    ]
+        if v.baseline is not None and v.is_django_planton
+    ] + [node_target(compared, node_ratios)]
 
 
 def refill_section(session: Session, databases: Databases, plan: Plan) -> list[Target]:
