@@ -42,11 +42,10 @@ def _no_runner(status: FleetStatus) -> str:
 
 
 def _failed_attempt(task: TaskStatus, now: datetime) -> str:
-    last_line = task.last_error.strip().splitlines()[-1] if task.last_error.strip() else ""
     when = ""
     if task.last_error_at is not None:
         when = f" {describe_seconds((now - task.last_error_at).total_seconds())} ago"
-    return f"the last attempt failed{when}: {last_line[:200]}"
+    return f"the last attempt failed{when}: {task.last_error_line[:200]}"
 
 
 def describe_seconds(seconds: float) -> str:

@@ -55,6 +55,12 @@ class TaskStatus:
     overdue_running: int
     maximum_execution_duration: timedelta
 
+    @property
+    def last_error_line(self) -> str:
+        """The last error's last line (a traceback's own ends with ``Type: message``)."""
+        lines = self.last_error.strip().splitlines()
+        return lines[-1] if lines else ""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunnerStatus:

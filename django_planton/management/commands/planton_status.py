@@ -178,7 +178,6 @@ def _durations(task: TaskStatus) -> str:
 
 
 def _error(task: TaskStatus, now: datetime) -> str:
-    if not task.last_error.strip():
+    if not task.last_error_line:
         return "-"
-    last_line = task.last_error.strip().splitlines()[-1][:80]
-    return f"{relative(task.last_error_at, now)}: {last_line}"
+    return f"{relative(task.last_error_at, now)}: {task.last_error_line[:80]}"
