@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +23,7 @@ from .events import EventSink
 from .rules import DEFAULT_DELAY
 from .runners import (
     BatchCycleRunner,
+    CycleReport,
     CycleRunner,
     MemoryCycleRunner,
     attempt,
@@ -39,6 +41,13 @@ logger = logging.getLogger("django_planton")
 # due (at most a tenth of their delay), so that the loop can attempt those due
 # close together in one batch; never earlier than due.
 BATCH_SLACK = 0.02
+
+# Hand-off between runners: a runner that has just attempted a quiet task
+# comes back for it after the whole slack, one that has not (another runner
+# did) within the first part of it, at random. The next attempt of a task that
+# finds nothing then goes to another runner when one is there, instead of the
+# same runner winning every race for the row by a millisecond.
+HAND_OFF_SHARE = 0.5
 
 # The most tasks in one batch: a batch runs its schedules one after another in
 # one worker thread, so a batch must stay short next to the delays it serves.
@@ -116,6 +125,7 @@ class Planton:
         self._batching = isinstance(cycle_runner, BatchCycleRunner) and self._batch_size > 1
         self._wakeups = wakeups or WakeUps()
         self._watchdog = CycleWatchdog(slow_cycle_warning)
+        self._random = random.Random()
 
         self._condition = threading.Condition()
         self._state = "new"  # new -> running -> stopped
@@ -154,7 +164,7 @@ class Planton:
         for task in self._tasks.values():
             report = first_report(self._runner, task)
             self._events.report(task, report)
-            self._schedule_next([(task.name, report.delay)])
+            self._schedule_next([(task.name, report)])
         self._timer = threading.Thread(target=self._timer_loop, name="planton-timer", daemon=True)
         self._timer.start()
         self._watchdog.start()
@@ -207,20 +217,26 @@ class Planton:
 
     # -- internals ---------------------------------------------------------
 
-    def _schedule_next(self, delays: Iterable[tuple[str, float]]) -> None:
+    def _schedule_next(self, reports: Iterable[tuple[str, CycleReport]]) -> None:
         """Put tasks back in the heap after their attempt, each ``delay`` seconds from now."""
         with self._condition:
             if self._state != "running":
                 return
             now = time.monotonic()
-            for task_name, delay in delays:
+            for task_name, report in reports:
+                delay = report.delay
                 if self._wakeups.take_deferred(task_name):
                     delay = 0.0
-                slack = 0.0
-                if self._batching and self._wakeups.is_quiet(task_name):
-                    slack = min(BATCH_SLACK, delay / 10)
+                slack = self._slack(task_name, delay, attempted=report.waiting is None)
                 self._due.push(task_name, now + delay + slack, now + delay)
             self._condition.notify_all()
+
+    def _slack(self, task_name: str, delay: float, *, attempted: bool) -> float:
+        """How late a quiet task may be handed out: the batching slack, and the hand-off."""
+        if not (self._batching and self._wakeups.is_quiet(task_name)):
+            return 0.0
+        slack = min(BATCH_SLACK, delay / 10)
+        return slack if attempted else self._random.uniform(0.0, slack * HAND_OFF_SHARE)
 
     def _timer_loop(self) -> None:
         with self._condition:
@@ -262,13 +278,13 @@ class Planton:
                 self._in_flight.difference_update(names)
                 return
             self._busy_threads.add(me)
-        delays: dict[str, float] = dict.fromkeys(names, DEFAULT_DELAY)
+        after: dict[str, CycleReport] = dict.fromkeys(names, CycleReport(delay=DEFAULT_DELAY))
         try:
             with self._watchdog.watch(names), self._around_attempt(names):
                 reports = attempt(self._runner, tasks, self._may_schedule, batch=batch)
             logged = self._events.batch_errors(tasks, reports) if batch else frozenset()
             for task, report in zip(tasks, reports, strict=True):
-                delays[task.name] = report.delay
+                after[task.name] = report
                 self._wakeups.finished(task.name, dispatched=bool(report.instructions))
                 self._events.report(task, report, logged=logged)
         except Exception as error:  # a runner bug must not end the tasks' loops
@@ -279,7 +295,7 @@ class Planton:
                 self._in_flight.difference_update(names)
                 self._busy_threads.discard(me)
                 self._condition.notify_all()
-            self._schedule_next(delays.items())
+            self._schedule_next(after.items())
 
 
 def _by_name(tasks: Sequence[Task]) -> dict[str, Task]:
