@@ -11,7 +11,14 @@ from django.test import override_settings
 
 from django_planton import Task, signals
 from django_planton.errors import PlantonError
-from django_planton.executors import STOPPED_REASON, Inline, Threads, default_executor
+from django_planton.executors import (
+    QUICK_THREADS,
+    STOPPED_REASON,
+    Inline,
+    Threads,
+    default_executor,
+)
+from django_planton.executors import threads as threads_module
 from django_planton.models import ExecutionState, MaintenanceTaskExecution
 from django_planton.registry import TaskRegistry
 from django_planton.runner import DatabaseCycleRunner, sync_tasks
@@ -75,6 +82,47 @@ def test_receivers_overlap_under_threads_up_to_the_concurrency(
     finally:
         signals.task_dispatched.disconnect(receiver, sender=task)
     assert at_once.most == expected
+
+
+def drain(make_task, make_runner, name: str, count: int, receiver) -> None:
+    """Run a task of concurrency ``count`` over ``count`` items under Threads, to the end."""
+    task = make_task(name, numbers(count), concurrency=count, delay=0.01, executor=Threads())
+    signals.task_dispatched.connect(receiver, sender=task, weak=False)
+    try:
+        make_runner([task], start=True)
+        done = MaintenanceTaskExecution.objects.for_task(name).finished()
+        assert wait_until(lambda: done.count() == count, timeout=30)
+    finally:
+        signals.task_dispatched.disconnect(receiver, sender=task)
+
+
+def test_quick_receivers_share_a_few_threads(make_task, make_runner, monkeypatch):
+    # On a loaded machine SQLite's write lock may keep them past QUICK_RECEIVER,
+    # or one past STUCK_RECEIVER, and rightly bring in more threads: not what
+    # this test is about.
+    monkeypatch.setattr(threads_module, "QUICK_RECEIVER", 10.0)
+    monkeypatch.setattr(threads_module, "STUCK_RECEIVER", 30.0)
+    at_once = AtOnce()
+    threads: set[int] = set()
+
+    def receiver(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
+        threads.add(threading.get_ident())
+        with at_once:
+            execution.complete()
+
+    drain(make_task, make_runner, "quick", 3 * QUICK_THREADS, receiver)
+    assert at_once.most <= QUICK_THREADS
+    # A thread on its way back to the pool may be passed over for a new one;
+    # a thread per execution would be 12.
+    assert len(threads) <= QUICK_THREADS + 2
+
+
+def test_slow_receivers_get_a_thread_each_up_to_the_concurrency(make_task, make_runner):
+    # Twice as many as a quick task runs at once: the first four run past
+    # STUCK_RECEIVER, and the others get threads of their own meanwhile.
+    at_once = AtOnce()
+    drain(make_task, make_runner, "slow", 2 * QUICK_THREADS, working_receiver(at_once, 0.5))
+    assert at_once.most == 2 * QUICK_THREADS
 
 
 def test_the_cycle_returns_once_the_batch_is_handed_over(make_task):
