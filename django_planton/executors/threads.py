@@ -141,7 +141,10 @@ class Threads(Executor):
             stranded = [execution for _, execution, _ in self._pending.values()]
             self._pending.clear()
             for receivers in self._tasks.values():
-                receivers.waiting.clear()
+                receivers.waiting.clear()  # their takers end
+            # Takers dropped with the pool's backlog never report back: the
+            # next submit starts from nothing.
+            self._tasks = {}
             pool, self._pool = self._pool, None
             self._watch_wakeup.notify_all()  # the watcher ends
         if stranded:
@@ -174,7 +177,7 @@ class Threads(Executor):
             return
         most = self.max_workers or _MOST_THREADS
         if receivers.is_quick(time.monotonic()):
-            most = QUICK_THREADS
+            most = min(most, QUICK_THREADS)
         free = most - receivers.active
         for _ in range(min(len(receivers.waiting), free) - receivers.takers):
             receivers.takers += 1

@@ -23,6 +23,7 @@ from django_planton.models import ExecutionState, MaintenanceTaskExecution
 from django_planton.registry import TaskRegistry
 from django_planton.runner import DatabaseCycleRunner, sync_tasks
 
+from ..factories import MaintenanceTaskExecutionFactory
 from ..support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -271,3 +272,33 @@ def test_a_receiver_that_starts_late_skips_an_execution_ended_meanwhile(
     assert any(
         "ended before its receivers started (operator)" in r.getMessage() for r in caplog.records
     )
+
+
+def test_a_stopped_pool_runs_what_it_is_handed_after(record_signal):
+    # One thread for two tasks: the second task's taker waits in the pool's
+    # backlog, and the stop drops it. The next batch must not count it.
+    executor = Threads(max_workers=1)
+    gate = threading.Event()
+    blocking, waiting = Task("blocking", lambda context: []), Task("waiting", lambda context: [])
+    ran = record_signal(signals.task_dispatched, sender=waiting)
+
+    def block(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
+        gate.wait(10)
+        execution.complete()
+
+    signals.task_dispatched.connect(block, sender=blocking, weak=False)
+    try:
+        executor.submit(blocking, [MaintenanceTaskExecutionFactory()])
+        executor.submit(waiting, [MaintenanceTaskExecutionFactory()])
+        assert not executor.stop(timeout=0.2)  # the blocking receiver still runs
+        gate.set()
+        assert wait_until(lambda: executor.receivers_running() == 0)
+        assert len(ran) == 0  # terminated, not run
+
+        executor.submit(waiting, [MaintenanceTaskExecutionFactory(instruction="after")])
+        assert executor.wait(timeout=10)
+        assert [call["instruction"] for call in ran.items] == ["after"]
+    finally:
+        gate.set()
+        executor.stop(timeout=10)
+        signals.task_dispatched.disconnect(block, sender=blocking)
