@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from django.conf import settings
 from django.db import connections, models
 from django.utils import timezone
 
@@ -182,6 +183,8 @@ class TaskReads:
         sql, compiler, converters = compiled
         params = [postgres_array(values)] if self._as_array else list(values)
         with connections[self.using].cursor() as cursor:
+            if self._as_array:
+                _load_times_in_c(cursor.cursor)
             cursor.execute(sql, params)
             rows: list[Any] = list(cursor.fetchall())
         if converters:
@@ -214,3 +217,21 @@ class TaskReads:
             sql = sql.replace(comparison, comparison.replace("= %s", f"= ANY(%s::{array_type})"))
         selected = [expression for expression, _, _ in compiler.select]
         return sql, compiler, compiler.get_converters(selected)
+
+
+def _load_times_in_c(cursor: Any) -> None:
+    """Have this psycopg 3 cursor parse ``timestamptz`` values with psycopg's own loader.
+
+    Django's loader is Python code that attaches the connection's time zone
+    to each value; locking a batch of 200 rows parses 400 of them, which was
+    a fifth of the CPU of an idle task's attempt. psycopg's loader (compiled,
+    with ``psycopg[binary]``) gives the same aware times: Django sets the
+    session's time zone to UTC when ``USE_TZ`` is on. Left as it is
+    otherwise, and with psycopg2.
+    """
+    adapters = getattr(cursor, "adapters", None)
+    if adapters is None or not settings.USE_TZ:
+        return
+    from psycopg.types.datetime import TimestamptzLoader
+
+    adapters.register_loader("timestamptz", TimestamptzLoader)

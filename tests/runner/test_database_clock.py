@@ -18,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from django_planton import backoff
-from django_planton.models import FailingInstruction, MaintenanceTaskExecution
-from django_planton.sql import DatabaseClock, read_database_now
+from django_planton.models import FailingInstruction, MaintenanceTask, MaintenanceTaskExecution
+from django_planton.sql import DatabaseClock, TaskReads, read_database_now
 from django_planton.sql import clock as clock_module
 from django_planton.sql.clock import to_datetime
 
@@ -382,3 +382,17 @@ def test_the_next_attempt_counts_from_the_write_not_from_a_lagging_clock(
     assert state.next_attempt_at >= before + timedelta(seconds=10)
     assert state.next_attempt_at - state.last_attempted_at == timedelta(seconds=10)
     assert state.last_attempted_at >= before
+
+
+def test_the_lock_read_gives_the_rows_times_as_the_orm_does():
+    # The lock read parses times with psycopg's own loader on PostgreSQL.
+    due = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=UTC)
+    MaintenanceTaskFactory(nid="timed", next_attempt_at=due)
+    with transaction.atomic():
+        rows, now = TaskReads("default").lock_tasks(["timed"])
+    stored = MaintenanceTask.objects.get(nid="timed").next_attempt_at
+    assert rows["timed"].next_attempt_at == stored == due
+    assert rows["timed"].next_attempt_at.utcoffset() == timedelta(0)
+    assert now is not None
+    assert now.utcoffset() == timedelta(0)
+    assert abs(now - read_database_now("default")) < timedelta(seconds=5)
