@@ -110,7 +110,6 @@ class Threads(Executor):
         #: The connections the pool's threads opened, by alias, so that they can be closed
         #: when idle.
         self._trackers: dict[str, ConnectionTracker] = {}
-        self._local = threading.local()
         self._watcher: threading.Thread | None = None
 
     def __repr__(self) -> str:
@@ -255,17 +254,17 @@ class Threads(Executor):
         """
         from ..runner.connections import ConnectionTracker, ensure_usable
 
-        noted: set[object] = self._local.__dict__.setdefault("noted", set())
         for connection in connections.all(initialized_only=True):
             ensure_usable(connection.alias)
-            if connection.connection is None or connection in noted:
+            if connection.connection is None:
                 continue
             with self._lock:
                 tracker = self._trackers.get(connection.alias)
                 if tracker is None:
                     tracker = self._trackers[connection.alias] = ConnectionTracker(connection.alias)
+            # Every time: close_connections() (after --once) forgets what it closed,
+            # and this thread's next receiver opens the connection again.
             tracker.track()
-            noted.add(connection)
 
     def _terminate(self, executions: list[MaintenanceTaskExecution]) -> None:
         """End the executions whose receivers never ran, so their slots free at once."""

@@ -302,3 +302,34 @@ def test_a_stopped_pool_runs_what_it_is_handed_after(record_signal):
         gate.set()
         executor.stop(timeout=10)
         signals.task_dispatched.disconnect(block, sender=blocking)
+
+
+def test_a_connection_opened_again_after_close_connections_is_closed_at_stop():
+    # run_planton --once closes the receivers' connections and keeps the
+    # threads: a thread's next receiver opens its connection again, and the
+    # stop must close that one too.
+    from django.db import connections
+
+    executor = Threads()
+    task = Task("reopened", lambda context: [])
+    wrappers: list[Any] = []
+
+    def receiver(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
+        execution.complete()
+        wrappers.append(connections["default"])
+
+    signals.task_dispatched.connect(receiver, sender=task, weak=False)
+    try:
+        executor.submit(task, [MaintenanceTaskExecutionFactory()])
+        assert executor.wait(timeout=10)
+        executor.close_connections()
+        assert wrappers[0].connection is None
+        executor.submit(task, [MaintenanceTaskExecutionFactory()])
+        assert executor.wait(timeout=10)
+        assert wrappers[1] is wrappers[0]  # the same thread, its connection open again
+        assert wrappers[1].connection is not None
+        assert executor.stop(timeout=10)
+        assert wrappers[1].connection is None
+    finally:
+        executor.stop(timeout=10)
+        signals.task_dispatched.disconnect(receiver, sender=task)
