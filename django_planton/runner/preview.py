@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.translation import gettext
 
 from ..conf import planton_settings
@@ -28,7 +29,13 @@ from ..registry import registry
 from ..sql import InstructionStates, TaskReads
 from .sandbox import attempt_user_code
 
-__all__ = ["ExecutedStatement", "SchedulePreview", "preview_schedule"]
+__all__ = ["PREVIEW_STATEMENT_TIMEOUT", "ExecutedStatement", "SchedulePreview", "preview_schedule"]
+
+#: Seconds any one statement of a preview may run (PostgreSQL and MariaDB): a
+#: schedule that waits on a lock, or scans for minutes, fails in the page
+#: with the database's error instead of holding the web request. Time spent
+#: in Python is not limited.
+PREVIEW_STATEMENT_TIMEOUT = 10.0
 
 # The savepoint a cycle wraps a schedule in: ours, not the schedule's.
 _OWN_STATEMENTS = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
@@ -84,8 +91,9 @@ def preview_schedule(name: str, *, using: str = DEFAULT_DB_ALIAS) -> SchedulePre
         )
     connection = connections[using]
     statements: list[ExecutedStatement] = []
-    with transaction.atomic(using=using):
+    with _session_limited(connection), transaction.atomic(using=using):
         try:
+            _limit_transaction(connection)
             rows, now = TaskReads(using).lock_tasks([name])
             row = rows.get(name)
             if row is None:
@@ -120,6 +128,36 @@ def preview_schedule(name: str, *, using: str = DEFAULT_DB_ALIAS) -> SchedulePre
         errors=tuple(_described(error) for error in attempt.errors),
         statements=tuple(statements),
     )
+
+
+def _limit_transaction(connection: BaseDatabaseWrapper) -> None:
+    """On PostgreSQL, limit each statement of the preview's transaction (which rolls back)."""
+    if connection.vendor == "postgresql":
+        milliseconds = f"{round(PREVIEW_STATEMENT_TIMEOUT * 1000)}"
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [milliseconds])
+
+
+@contextmanager
+def _session_limited(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """On MariaDB, limit each statement of the session meanwhile, then put its limit back.
+
+    Put back once the preview's transaction has ended: Django sends nothing
+    inside a block marked for rollback. The web request's connection serves
+    other requests.
+    """
+    if connection.vendor != "mysql" or not getattr(connection, "mysql_is_mariadb", False):
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@SESSION.max_statement_time")
+        (before,) = cursor.fetchone()
+        cursor.execute("SET SESSION max_statement_time = %s", [PREVIEW_STATEMENT_TIMEOUT])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION max_statement_time = %s", [float(before)])
 
 
 def _no_row(name: str, using: str) -> str:

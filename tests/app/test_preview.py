@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -243,3 +244,47 @@ def test_a_task_whose_cycle_runs_now_is_left_to_its_runner(claiming_task):
     assert preview.problem.startswith("A runner is attempting task 'send_user_email' right now")
     assert preview.statements == ()
     assert UserAccount.objects.filter(email_sent_at__isnull=False).count() == 0
+
+
+@pytest.mark.skipif(
+    connection.vendor == "sqlite", reason="a statement limit: PostgreSQL and MariaDB only"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_schedule_whose_statement_runs_long_fails_in_the_page_not_the_request(
+    make_task, monkeypatch
+):
+    from django_planton.runner import preview as preview_module
+
+    monkeypatch.setattr(preview_module, "PREVIEW_STATEMENT_TIMEOUT", 0.5)
+    sleep = {"postgresql": "SELECT pg_sleep(5)", "mysql": "SELECT SLEEP(5)"}[connection.vendor]
+    show = {
+        "postgresql": "SHOW statement_timeout",
+        "mysql": "SELECT @@SESSION.max_statement_time",
+    }[connection.vendor]
+
+    def slow(context):
+        with connection.cursor() as cursor:
+            cursor.execute(sleep)
+        return []
+
+    make_task("slow_scan", slow)
+    MaintenanceTaskFactory(nid="slow_scan")
+    with connection.cursor() as cursor:
+        cursor.execute(show)
+        before = cursor.fetchone()[0]
+
+    started = time.monotonic()
+    preview = preview_schedule("slow_scan")
+    took = time.monotonic() - started
+
+    assert took < 4, took
+    if connection.vendor == "postgresql":
+        [error] = preview.errors
+        assert "statement timeout" in error
+    else:
+        # MariaDB ends SLEEP() early and returns 1 rather than failing: the
+        # schedule then returns nothing.
+        assert preview.errors or preview.instructions == ()
+    with connection.cursor() as cursor:
+        cursor.execute(show)
+        assert cursor.fetchone()[0] == before  # the request's connection is as it was

@@ -282,13 +282,17 @@ def test_a_stopped_pool_runs_what_it_is_handed_after(record_signal):
     blocking, waiting = Task("blocking", lambda context: []), Task("waiting", lambda context: [])
     ran = record_signal(signals.task_dispatched, sender=waiting)
 
+    working = threading.Event()
+
     def block(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
+        working.set()
         gate.wait(10)
         execution.complete()
 
     signals.task_dispatched.connect(block, sender=blocking, weak=False)
     try:
         executor.submit(blocking, [MaintenanceTaskExecutionFactory()])
+        assert working.wait(10)  # the pool's one thread is taken
         executor.submit(waiting, [MaintenanceTaskExecutionFactory()])
         assert not executor.stop(timeout=0.2)  # the blocking receiver still runs
         gate.set()
@@ -324,6 +328,8 @@ def test_a_connection_opened_again_after_close_connections_is_closed_at_stop():
         assert executor.wait(timeout=10)
         executor.close_connections()
         assert wrappers[0].connection is None
+        # Back among the pool's idle threads, it takes the next receiver.
+        assert wait_until(lambda: executor._pool is not None and len(executor._pool._idle) == 1)
         executor.submit(task, [MaintenanceTaskExecutionFactory()])
         assert executor.wait(timeout=10)
         assert wrappers[1] is wrappers[0]  # the same thread, its connection open again
