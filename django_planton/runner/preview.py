@@ -28,6 +28,7 @@ from ..conf import planton_settings
 from ..registry import registry
 from ..sql import InstructionStates, TaskReads
 from .sandbox import attempt_user_code
+from .timeouts import statement_timeout_sql
 
 __all__ = ["PREVIEW_STATEMENT_TIMEOUT", "ExecutedStatement", "SchedulePreview", "preview_schedule"]
 
@@ -133,31 +134,42 @@ def preview_schedule(name: str, *, using: str = DEFAULT_DB_ALIAS) -> SchedulePre
 def _limit_transaction(connection: BaseDatabaseWrapper) -> None:
     """On PostgreSQL, limit each statement of the preview's transaction (which rolls back)."""
     if connection.vendor == "postgresql":
-        milliseconds = f"{round(PREVIEW_STATEMENT_TIMEOUT * 1000)}"
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [milliseconds])
+        _execute(connection, PREVIEW_STATEMENT_TIMEOUT, transaction_only=True)
 
 
 @contextmanager
 def _session_limited(connection: BaseDatabaseWrapper) -> Iterator[None]:
-    """On MariaDB, limit each statement of the session meanwhile, then put its limit back.
+    """On MySQL and MariaDB, limit the session's statements meanwhile, then put its limit back.
 
     Put back once the preview's transaction has ended: Django sends nothing
     inside a block marked for rollback. The web request's connection serves
     other requests.
     """
-    if connection.vendor != "mysql" or not getattr(connection, "mysql_is_mariadb", False):
+    if connection.vendor != "mysql":
         yield
         return
+    mariadb = getattr(connection, "mysql_is_mariadb", False)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT @@SESSION.max_statement_time")
+        # Seconds on MariaDB, milliseconds on MySQL; 0 is no limit on both.
+        cursor.execute(
+            "SELECT @@SESSION.max_statement_time"
+            if mariadb
+            else "SELECT @@SESSION.max_execution_time / 1000"
+        )
         (before,) = cursor.fetchone()
-        cursor.execute("SET SESSION max_statement_time = %s", [PREVIEW_STATEMENT_TIMEOUT])
+    _execute(connection, PREVIEW_STATEMENT_TIMEOUT)
     try:
         yield
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET SESSION max_statement_time = %s", [float(before)])
+        _execute(connection, float(before))
+
+
+def _execute(
+    connection: BaseDatabaseWrapper, seconds: float, *, transaction_only: bool = False
+) -> None:
+    sql, params = statement_timeout_sql(connection, seconds, transaction_only=transaction_only)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _no_row(name: str, using: str) -> str:

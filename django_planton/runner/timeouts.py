@@ -29,11 +29,13 @@ __all__ = ["ConnectionLimits", "statement_timeout_sql"]
 
 
 def statement_timeout_sql(
-    connection: BaseDatabaseWrapper, seconds: float | None
+    connection: BaseDatabaseWrapper, seconds: float | None, *, transaction_only: bool = False
 ) -> tuple[str, list[Any]]:
     """The statement that limits this connection's statements to ``seconds``; empty if none.
 
     ``None`` gives the statement that puts the server's default back.
+    ``transaction_only``: on PostgreSQL, for the current transaction only
+    (MySQL and MariaDB have no such limit: the session's is set).
     """
     if seconds is None:
         return {
@@ -47,7 +49,10 @@ def statement_timeout_sql(
         }.get(connection.vendor, ("", []))
     if connection.vendor == "postgresql":
         # set_config() takes parameters, where SET does not.
-        return "SELECT set_config('statement_timeout', %s, false)", [f"{round(seconds * 1000)}"]
+        return "SELECT set_config('statement_timeout', %s, %s)", [
+            f"{round(seconds * 1000)}",
+            transaction_only,
+        ]
     if connection.vendor == "mysql":
         if getattr(connection, "mysql_is_mariadb", False):
             return "SET SESSION max_statement_time = %s", [float(seconds)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -47,6 +49,16 @@ class AtOnce:
             self.now -= 1
 
 
+@contextmanager
+def receiving(receiver: Any, task: Task) -> Iterator[None]:
+    """``receiver`` connected to ``task``'s ``task_dispatched`` inside the block."""
+    signals.task_dispatched.connect(receiver, sender=task, weak=False)
+    try:
+        yield
+    finally:
+        signals.task_dispatched.disconnect(receiver, sender=task)
+
+
 def working_receiver(at_once: AtOnce, seconds: float):
     def receiver(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
         with at_once:
@@ -75,26 +87,20 @@ def test_receivers_overlap_under_threads_up_to_the_concurrency(
     at_once = AtOnce()
     task = make_task("work", numbers(12), concurrency=4, delay=0.01, executor=executor)
     receiver = working_receiver(at_once, 0.2)
-    signals.task_dispatched.connect(receiver, sender=task, weak=False)
-    try:
+    with receiving(receiver, task):
         make_runner([task], start=True)
         done = MaintenanceTaskExecution.objects.for_task("work").finished()
         assert wait_until(lambda: done.count() == 12, timeout=30)
-    finally:
-        signals.task_dispatched.disconnect(receiver, sender=task)
     assert at_once.most == expected
 
 
 def drain(make_task, make_runner, name: str, count: int, receiver) -> None:
     """Run a task of concurrency ``count`` over ``count`` items under Threads, to the end."""
     task = make_task(name, numbers(count), concurrency=count, delay=0.01, executor=Threads())
-    signals.task_dispatched.connect(receiver, sender=task, weak=False)
-    try:
+    with receiving(receiver, task):
         make_runner([task], start=True)
         done = MaintenanceTaskExecution.objects.for_task(name).finished()
         assert wait_until(lambda: done.count() == count, timeout=30)
-    finally:
-        signals.task_dispatched.disconnect(receiver, sender=task)
 
 
 def test_quick_receivers_share_a_few_threads(make_task, make_runner, monkeypatch):
@@ -160,11 +166,8 @@ def test_a_raising_receiver_fails_its_execution_in_a_pool_thread(make_task, make
     def receiver(sender: Any, **kwargs: Any) -> None:
         raise RuntimeError("SMTP refused")
 
-    signals.task_dispatched.connect(receiver, sender=task, weak=False)
-    try:
+    with receiving(receiver, task):
         make_runner([task]).run_once()
-    finally:
-        signals.task_dispatched.disconnect(receiver, sender=task)
     [execution] = MaintenanceTaskExecution.objects.for_task("breaks")
     assert execution.state == ExecutionState.COMPLETED
     assert execution.error["message"] == "SMTP refused"
@@ -173,12 +176,9 @@ def test_a_raising_receiver_fails_its_execution_in_a_pool_thread(make_task, make
 def test_once_returns_after_its_receivers_have_run(make_task, make_runner):
     task = make_task("once", numbers(3), concurrency=3, executor=Threads())
     receiver = working_receiver(AtOnce(), 0.3)
-    signals.task_dispatched.connect(receiver, sender=task, weak=False)
-    try:
+    with receiving(receiver, task):
         make_runner([task]).run_once()
         finished = MaintenanceTaskExecution.objects.for_task("once").finished().count()
-    finally:
-        signals.task_dispatched.disconnect(receiver, sender=task)
     assert finished == 3
 
 
@@ -262,11 +262,8 @@ def test_a_receiver_that_starts_late_skips_an_execution_ended_meanwhile(
             time.sleep(1.2)  # past LATE_START: the next one is looked up first
         execution.complete()
 
-    signals.task_dispatched.connect(receiver, sender=task, weak=False)
-    try:
+    with receiving(receiver, task):
         make_runner([task]).run_once()
-    finally:
-        signals.task_dispatched.disconnect(receiver, sender=task)
 
     assert ran == ["0"]
     assert any(
