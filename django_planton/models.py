@@ -280,7 +280,10 @@ class MaintenanceTaskExecution(models.Model):
                 for name, value in values.items():
                     setattr(self, name, value)
         if ended and signals.executions_ended.has_listeners():
-            signals.announce_ended({self.maintenance_task_id}, using=using, notified=notified)
+            just_ended = {self.maintenance_task_id: [self.instruction]}
+            signals.announce_ended(
+                set(just_ended), using=using, notified=notified, instructions=just_ended
+            )
         return bool(ended)
 
     def _reload_on_access(self, *names: str) -> None:

@@ -35,7 +35,9 @@
     transaction commits, in the process that ended them. Sender:
     ``MaintenanceTaskExecution``. Arguments: ``task_ids`` (set of
     ``MaintenanceTask`` primary keys), ``notified`` (bool: whether
-    PostgreSQL's trigger told the other processes too). A runner in the same
+    PostgreSQL's trigger told the other processes too) and, for a single
+    execution's ending, ``instructions`` (``{task id: (instruction,)}``; absent
+    for bulk endings). A runner in the same
     process listens to wake those tasks, so a freed slot is refilled without
     waiting out the delay; on PostgreSQL a trigger does the same across
     processes, except for a completion of a task that a runner of the
@@ -47,7 +49,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
@@ -180,17 +182,26 @@ def _log_fields(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"instruction": execution.instruction, "execution_id": getattr(execution, "pk", None)}
 
 
-def announce_ended(task_ids: set[int], *, using: str, notified: bool = True) -> None:
+def announce_ended(
+    task_ids: set[int],
+    *,
+    using: str,
+    notified: bool = True,
+    instructions: Mapping[int, Collection[str]] | None = None,
+) -> None:
     """Send ``executions_ended`` once the current transaction commits.
 
     ``notified``: whether PostgreSQL's trigger also told the other processes
     (False for an ending marked :data:`~django_planton.sql.IN_PROCESS_MARKER`).
+    ``instructions``: the ended instructions by task id, when known: they let
+    a runner tell an ending its last cycle already saw from a new free slot.
     """
     from .models import MaintenanceTaskExecution
 
+    extra = {} if instructions is None else {"instructions": instructions}
     transaction.on_commit(
         lambda: executions_ended.send(
-            sender=MaintenanceTaskExecution, task_ids=task_ids, notified=notified
+            sender=MaintenanceTaskExecution, task_ids=task_ids, notified=notified, **extra
         ),
         using=using,
     )

@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import DuplicateTaskNameError, PlantonError
@@ -194,14 +194,17 @@ class Planton:
             timer.join(timeout=1.0)
         return finished
 
-    def wake(self, task_name: str, *, force: bool = False) -> None:
+    def wake(
+        self, task_name: str, *, force: bool = False, ended: Collection[str] | None = None
+    ) -> None:
         """Attempt a task now instead of at its next due time.
 
         Used when a slot frees up (an execution ended) so that waiting work
         does not wait out the delay; :meth:`WakeUps.wake` decides whether the
         wake-up is worth it (``force``: new work is known to wait). A task
-        whose cycle runs now is attempted again right after it. Unknown
-        names are ignored: a wake-up is a hint.
+        whose cycle runs now is attempted again right after it, unless that
+        cycle saw the slot free already (``ended``: the ended instructions,
+        when known). Unknown names are ignored: a wake-up is a hint.
         """
         with self._condition:
             if self._state != "running" or task_name not in self._tasks:
@@ -209,7 +212,7 @@ class Planton:
             if not self._wakeups.wake(task_name, force=force):
                 return
             if task_name in self._in_flight:
-                self._wakeups.defer(task_name)
+                self._wakeups.defer(task_name, ended)
                 return
             now = time.monotonic()
             if self._due.push(task_name, now, now):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 __all__ = ["WakeUps"]
 
@@ -27,8 +27,14 @@ class WakeUps:
         #: Woken while their cycle ran, and when (``time.monotonic()``): attempted
         #: again right after it, unless that cycle read its running executions later.
         self._after_cycle: dict[str, float] = {}
+        #: The instructions ended by those wake-ups, when every one of them said
+        #: (None: at least one did not, a notification from another process).
+        self._ended_after: dict[str, set[str] | None] = {}
         #: When a cycle last read each task's running executions.
         self._states_read: dict[str, float] = {}
+        #: The instructions that cycle saw running or dispatched: an ending of
+        #: any other one was already seen ended by its read.
+        self._seen_running: dict[str, frozenset[str]] = {}
         #: Woken since their last cycle began: may run before their next attempt time.
         self._woken: set[str] = set()
         #: Forced since their last cycle began: run whatever their back-off.
@@ -118,10 +124,20 @@ class WakeUps:
             else:
                 self._slow.discard(task_name)
 
-    def defer(self, task_name: str) -> None:
-        """Woken while its cycle runs: attempt it again right after."""
+    def defer(self, task_name: str, ended: Collection[str] | None = None) -> None:
+        """Woken while its cycle runs: attempt it again right after.
+
+        ``ended``: the instructions whose ending woke it, when known.
+        """
         with self._lock:
+            if task_name not in self._after_cycle:
+                self._ended_after[task_name] = set()
             self._after_cycle[task_name] = time.monotonic()
+            known = self._ended_after.get(task_name)
+            if known is not None and ended is not None:
+                known.update(ended)
+            else:
+                self._ended_after[task_name] = None
 
     def states_read(self, task_names: Iterable[str]) -> None:
         """A cycle is about to read these tasks' running executions.
@@ -133,6 +149,12 @@ class WakeUps:
         with self._lock:
             for name in task_names:
                 self._states_read[name] = now
+                self._seen_running.pop(name, None)
+
+    def saw_running(self, task_name: str, instructions: Iterable[str]) -> None:
+        """The cycle that read the task's running executions saw these run, or dispatched them."""
+        with self._lock:
+            self._seen_running[task_name] = frozenset(instructions)
 
     def take_deferred(self, task_name: str) -> bool:
         """Whether the task was woken while its cycle ran, after the cycle's read (and forget it).
@@ -142,7 +164,13 @@ class WakeUps:
         """
         with self._lock:
             woken_at = self._after_cycle.pop(task_name, None)
+            ended = self._ended_after.pop(task_name, None)
             if woken_at is None or woken_at < self._states_read.get(task_name, float("-inf")):
+                return False
+            seen = self._seen_running.get(task_name)
+            if ended is not None and seen is not None and ended.isdisjoint(seen):
+                # Each ending told of its instruction, and the read saw none of
+                # them running: they had committed before it, their slots refilled.
                 return False
             self._busy.add(task_name)  # woken: attempted alone
             return True

@@ -196,7 +196,25 @@ class DatabaseCycleRunner:
                 # wait for it: then it runs under the batch's time budget.
                 guarded = len(rows) > 1
                 reports.update(self._attempt(due, states, may_schedule, guarded=guarded))
+            self._saw_running(due, full, states, reports)
         return reports
+
+    def _saw_running(
+        self,
+        due: list[tuple[Task, TaskRow]],
+        full: list[tuple[Task, TaskRow, CycleReport]],
+        states: dict[int, InstructionStates],
+        reports: dict[str, CycleReport],
+    ) -> None:
+        """Tell the wake-ups which instructions this cycle's read saw running, or dispatched.
+
+        An ending of any other one that wakes the task meanwhile was seen by
+        the read (see :meth:`WakeUps.take_deferred`).
+        """
+        for task, row in [*due, *((task, row) for task, row, _ in full)]:
+            active = states[row.pk].active if row.pk in states else ()
+            dispatched = reports[task.name].instructions if task.name in reports else ()
+            self.wakeups.saw_running(task.name, [*active, *dispatched])
 
     def _slots_freed(
         self,

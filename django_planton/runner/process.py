@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -201,11 +201,21 @@ class Runner:
         return self.housekeeper.prune()
 
     def _on_executions_ended(
-        self, sender: Any, task_ids: set[int], notified: bool = True, **kwargs: Any
+        self,
+        sender: Any,
+        task_ids: set[int],
+        notified: bool = True,
+        instructions: Mapping[int, Collection[str]] | None = None,
+        **kwargs: Any,
     ) -> None:
         if notified and self.listener is not None and self.listener.hears.is_set():
             return  # the trigger's NOTIFY reaches this process too: one wake-up is enough
-        self._wake_ids(task_ids)
+        if instructions is None:
+            self._wake_ids(task_ids)
+            return
+        for task_id in task_ids:
+            for name in self.wakeups.names_for_ids([task_id]):
+                self.planton.wake(name, ended=instructions.get(task_id))
 
     def _wake_now(self, task_names: set[str]) -> None:
         """A trigger of ``wake_on_change``: attempt these tasks now, back-off or not."""

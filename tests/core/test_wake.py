@@ -95,3 +95,37 @@ def test_a_wake_up_during_a_cycle_reruns_it_only_if_it_came_after_the_cycle_read
     # A task whose running executions were never read reruns whenever woken.
     wakeups.defer("other")
     assert wakeups.take_deferred("other")
+
+
+def test_a_wake_up_after_the_read_reruns_it_unless_the_read_saw_that_instruction_ended():
+    from django_planton.core import WakeUps
+
+    wakeups = WakeUps()
+    wakeups.states_read(["busy"])
+    wakeups.saw_running("busy", ["running-1", "dispatched-2"])
+    # Its commit came before the read (the read did not see it running), its
+    # wake-up after: the cycle refilled that slot, no cycle of its own.
+    wakeups.defer("busy", ["ended-before-read"])
+    assert not wakeups.take_deferred("busy")
+
+    for ended in (["running-1"], ["dispatched-2"]):  # ended after the read: a new free slot
+        wakeups.states_read(["busy"])
+        wakeups.saw_running("busy", ["running-1", "dispatched-2"])
+        wakeups.defer("busy", ["ended-before-read"])
+        wakeups.defer("busy", ended)
+        assert wakeups.take_deferred("busy"), ended
+
+
+def test_a_wake_up_that_does_not_say_what_ended_always_reruns_the_task():
+    from django_planton.core import WakeUps
+
+    wakeups = WakeUps()
+    wakeups.states_read(["busy"])
+    wakeups.saw_running("busy", ["running-1"])
+    wakeups.defer("busy", ["ended-before-read"])
+    wakeups.defer("busy")  # another process's notification: which one ended is unknown
+    assert wakeups.take_deferred("busy")
+    # A read whose cycle never said what it saw (it failed) proves nothing either.
+    wakeups.states_read(["busy"])
+    wakeups.defer("busy", ["ended-before-read"])
+    assert wakeups.take_deferred("busy")

@@ -84,11 +84,24 @@ def test_a_completion_says_whether_the_other_processes_were_notified(ended_signa
     here, elsewhere = MaintenanceTaskFactory(nid="here"), MaintenanceTaskFactory(nid="elsewhere")
     signals.wake_here({here.pk})
     woken_here.add(here.pk)
-    MaintenanceTaskExecutionFactory(maintenance_task=here).complete()
-    MaintenanceTaskExecutionFactory(maintenance_task=elsewhere).complete()
+    mine = MaintenanceTaskExecutionFactory(maintenance_task=here)
+    theirs = MaintenanceTaskExecutionFactory(maintenance_task=elsewhere)
+    mine.complete()
+    theirs.complete()
+    # Each names its instruction too: a runner's cycle may have seen it ended already.
     assert ended_signals == [
-        {"signal": signals.executions_ended, "task_ids": {here.pk}, "notified": False},
-        {"signal": signals.executions_ended, "task_ids": {elsewhere.pk}, "notified": True},
+        {
+            "signal": signals.executions_ended,
+            "task_ids": {here.pk},
+            "notified": False,
+            "instructions": {here.pk: [mine.instruction]},
+        },
+        {
+            "signal": signals.executions_ended,
+            "task_ids": {elsewhere.pk},
+            "notified": True,
+            "instructions": {elsewhere.pk: [theirs.instruction]},
+        },
     ]
 
 
