@@ -106,7 +106,8 @@ class DrainVariant:
     key: str
     label: str
     #: The child's workload: ``drain`` (django-planton), ``baseline`` (psycopg
-    #: loop) or ``node`` (the original planton on Node).
+    #: loop), ``threaded`` (threaded psycopg loop, for the executors) or ``node``
+    #: (the original planton on Node).
     workload: str
     params: dict[str, Any] = field(default_factory=dict)
     #: The key of the baseline that does the same database work; None for a baseline.
@@ -117,7 +118,7 @@ class DrainVariant:
     @property
     def is_baseline(self) -> bool:
         """A psycopg loop: PostgreSQL only, and nothing to compare it with."""
-        return self.workload == "baseline"
+        return self.workload in ("baseline", "threaded")
 
     @property
     def is_django_planton(self) -> bool:
@@ -212,4 +213,14 @@ EXECUTOR_VARIANTS = (
     DrainVariant(
         "django-tasks", "DjangoTasks, 2 db_workers", "drain", {**_SLOW, "executor": "django-tasks"}
     ),
+    # What plain Python threads reach on this machine, for the same work: the
+    # ideal is out of any Python loop's reach on a small machine.
+    DrainVariant(
+        "threaded",
+        "hand-written threaded psycopg loop",
+        "threaded",
+        {"concurrency": EXECUTOR_CONCURRENCY, "work_ms": WORK_MS},
+    ),
 )
+#: The executor variant every executor is also compared with (its key).
+EXECUTOR_BASELINE = "threaded"

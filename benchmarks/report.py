@@ -102,15 +102,24 @@ DRAIN_HEADERS = ["database", "variant", "runs", "instr/s", "range", "baseline", 
 DRAIN_HEADERS += ["queries/instr", "instr/cycle", "CPU s", "CPU us/instr", "peak MiB"]
 
 
-EXECUTOR_HEADERS = ["executor", "runs", "instr/s", "range", "vs ideal", "CPU us/instr", "peak MiB"]
+EXECUTOR_HEADERS = ["executor", "runs", "instr/s", "range", "vs ideal", "vs threaded loop"]
+EXECUTOR_HEADERS += ["CPU us/instr", "peak MiB"]
 
 
 def executor_row(
-    label: str, runs: Sequence[Result], rate_median: float | None, ideal: float
+    label: str,
+    runs: Sequence[Result],
+    rate_median: float | None,
+    ideal: float,
+    loop_rate: float | None,
 ) -> Row:
-    """One executor's drain: its median rate against the ideal."""
+    """One executor's drain: its median rate against the ideal and the threaded loop's.
+
+    ``loop_rate``: the hand-written threaded loop's median rate in the same
+    run, or None when it has no successful run.
+    """
     if not runs or rate_median is None:
-        return [label, 0, None, None, None, None, None]
+        return [label, 0, None, None, None, None, None, None]
     rates = [rate(r) for r in runs]
     return [
         label,
@@ -118,6 +127,7 @@ def executor_row(
         rate_median,
         f"{min(rates):,.0f}-{max(rates):,.0f}",
         f"{rate_median / ideal:.2f}x",
+        f"{rate_median / loop_rate:.2f}x" if loop_rate else None,
         median([r["cpu"] / r["instructions"] * 1e6 for r in runs]),
         median([r["peak_rss_mb"] for r in runs]),
     ]

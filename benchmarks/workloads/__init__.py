@@ -6,7 +6,8 @@ and prints one ``BENCHMARK-RESULT {json}`` line for the orchestrator
 (``ru_maxrss``) and the warm caches of one run out of the next.
 
 One module per workload, each with ``run(params) -> result``: :mod:`.drain`,
-:mod:`.baseline` (the hand-written psycopg loops), :mod:`.node` (planton on Node), :mod:`.refill`,
+:mod:`.baseline` (the hand-written psycopg loops), :mod:`.threaded` (the executors'
+threaded one), :mod:`.node` (planton on Node), :mod:`.refill`,
 :mod:`.backoff`, :mod:`.idle`, :mod:`.fleet` (several runner processes, each
 a :mod:`.member`). What they share: :mod:`.common` (tasks, counters),
 :mod:`.meters` (time, CPU, statements, memory), :mod:`.tables` (resetting
@@ -25,4 +26,14 @@ benchmark's own.
 #: The workloads, each a module of this package with a ``run(params)`` function.
 #: ``member`` is started by ``fleet``, not by the orchestrator; ``node`` runs the
 #: original planton on Node (:mod:`benchmarks.nodejs`).
-NAMES = ("backoff", "baseline", "drain", "fleet", "idle", "member", "node", "refill")
+NAMES = (
+    "backoff",
+    "baseline",
+    "drain",
+    "fleet",
+    "idle",
+    "member",
+    "node",
+    "refill",
+    "threaded",
+)
