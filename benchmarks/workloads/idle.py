@@ -57,10 +57,12 @@ def run(params: Params) -> Result:
         meter.stop()
         attempts = calls.calls - calls_before
         after = server_counts(conn) if conn else None
-    samples = sampler.stop() if sampler else []
+    # The window's samples only: while the runner starts, the calling thread's
+    # connection and the listener's probe are open for a moment besides its own.
+    samples = sampler.stop()[samples_before:] if sampler else []
     server = None
     if before and after:
-        own = len(samples) - samples_before + COUNTS_READ
+        own = len(samples) + COUNTS_READ
         server = server_delta(before, after, own)
     runner.stop(timeout=30)
     if profiles:
