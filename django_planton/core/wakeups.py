@@ -34,7 +34,7 @@ class WakeUps:
         self._states_read: dict[str, float] = {}
         #: The instructions that cycle saw running or dispatched: an ending of
         #: any other one was already seen ended by its read.
-        self._seen_running: dict[str, frozenset[str]] = {}
+        self._seen_running: dict[str, Collection[str]] = {}
         #: Woken since their last cycle began: may run before their next attempt time.
         self._woken: set[str] = set()
         #: Forced since their last cycle began: run whatever their back-off.
@@ -151,10 +151,13 @@ class WakeUps:
                 self._states_read[name] = now
                 self._seen_running.pop(name, None)
 
-    def saw_running(self, task_name: str, instructions: Iterable[str]) -> None:
-        """The cycle that read the task's running executions saw these run, or dispatched them."""
+    def saw_running(self, task_name: str, instructions: Collection[str]) -> None:
+        """The cycle that read the task's running executions saw these run, or dispatched them.
+
+        Kept as given (not copied): every attempt of every task calls this.
+        """
         with self._lock:
-            self._seen_running[task_name] = frozenset(instructions)
+            self._seen_running[task_name] = instructions
 
     def take_deferred(self, task_name: str) -> bool:
         """Whether the task was woken while its cycle ran, after the cycle's read (and forget it).

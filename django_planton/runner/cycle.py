@@ -213,8 +213,9 @@ class DatabaseCycleRunner:
         """
         for task, row in [*due, *((task, row) for task, row, _ in full)]:
             active = states[row.pk].active if row.pk in states else ()
-            dispatched = reports[task.name].instructions if task.name in reports else ()
-            self.wakeups.saw_running(task.name, [*active, *dispatched])
+            report = reports.get(task.name)
+            dispatched = report.instructions if report is not None else ()
+            self.wakeups.saw_running(task.name, [*active, *dispatched] if dispatched else active)
 
     def _slots_freed(
         self,

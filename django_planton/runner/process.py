@@ -210,18 +210,17 @@ class Runner:
     ) -> None:
         if notified and self.listener is not None and self.listener.hears.is_set():
             return  # the trigger's NOTIFY reaches this process too: one wake-up is enough
-        if instructions is None:
-            self._wake_ids(task_ids)
-            return
-        for task_id in task_ids:
-            for name in self.wakeups.names_for_ids([task_id]):
-                self.planton.wake(name, ended=instructions.get(task_id))
+        self._wake_ids(task_ids, instructions)
 
     def _wake_now(self, task_names: set[str]) -> None:
         """A trigger of ``wake_on_change``: attempt these tasks now, back-off or not."""
         for name in task_names:
             self.wake(name, force=True)
 
-    def _wake_ids(self, task_ids: set[int]) -> None:
-        for name in self.wakeups.names_for_ids(task_ids):
-            self.wake(name)
+    def _wake_ids(
+        self, task_ids: set[int], ended: Mapping[int, Collection[str]] | None = None
+    ) -> None:
+        """Wake these tasks; ``ended``: the instructions that ended, by task id, when known."""
+        for task_id in task_ids:
+            for name in self.wakeups.names_for_ids([task_id]):
+                self.planton.wake(name, ended=None if ended is None else ended.get(task_id))

@@ -59,6 +59,17 @@ def receiving(receiver: Any, task: Task) -> Iterator[None]:
         signals.task_dispatched.disconnect(receiver, sender=task)
 
 
+def gated_receiver(started: threading.Event, gate: threading.Event):
+    """A receiver that says it started, waits for ``gate``, then completes its execution."""
+
+    def receiver(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
+        started.set()
+        gate.wait(10)
+        execution.complete()
+
+    return receiver
+
+
 def working_receiver(at_once: AtOnce, seconds: float):
     def receiver(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
         with at_once:
@@ -138,11 +149,7 @@ def test_the_cycle_returns_once_the_batch_is_handed_over(make_task):
     executor = Threads()
     task = make_task("handover", numbers(2), concurrency=2, executor=executor)
 
-    def receiver(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
-        started.set()
-        gate.wait(10)
-        execution.complete()
-
+    receiver = gated_receiver(started, gate)
     signals.task_dispatched.connect(receiver, sender=task, weak=False)
     try:
         sync_tasks([task])
@@ -189,10 +196,7 @@ def test_a_shutdown_lets_running_receivers_finish_and_ends_those_not_started(
     working = threading.Event()
     task = make_task("stopping", numbers(3), concurrency=3, executor=Threads(max_workers=1))
 
-    def receiver(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
-        working.set()
-        gate.wait(10)
-        execution.complete()
+    receiver = gated_receiver(working, gate)
 
     terminated = record_signal(signals.execution_terminated)
     signals.task_dispatched.connect(receiver, sender=task, weak=False)
@@ -281,10 +285,7 @@ def test_a_stopped_pool_runs_what_it_is_handed_after(record_signal):
 
     working = threading.Event()
 
-    def block(sender: Any, execution: MaintenanceTaskExecution, **kwargs: Any) -> None:
-        working.set()
-        gate.wait(10)
-        execution.complete()
+    block = gated_receiver(working, gate)
 
     signals.task_dispatched.connect(block, sender=blocking, weak=False)
     try:
