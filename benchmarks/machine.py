@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import platform
 import sqlite3
+import threading
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -42,6 +44,7 @@ def header_lines(run: str, postgres_url: str | None) -> list[str]:
     return [
         f"django-planton benchmarks ({run} run)",
         *machine_lines(postgres_url),
+        floor_line(postgres_url),
         f"settings: benchmarks.settings (DEBUG off, client-side binding, no prepared "
         f"statements unless said), PLANTON_MAX_WORKERS={workers}",
         "",
@@ -63,3 +66,64 @@ def machine_lines(postgres_url: str | None) -> list[str]:
         f"{platform.release()}, load average {load_average()} at start",
         f"software: {', '.join(versions)}",
     ]
+
+
+#: Round trips and hand-offs timed for the floor line.
+FLOOR_ROUND_TRIPS = 2_000
+FLOOR_HAND_OFFS = 2_000
+
+
+def floor_line(postgres_url: str | None) -> str:
+    """What one round trip and one hand-off between threads cost this process, measured now.
+
+    Every statement pays the first and every receiver thread the second,
+    whatever runs them. On machines where system calls are dear (a
+    sandboxed kernel), both take far more CPU than on bare metal, and the
+    ratios of a threaded runner to a single-threaded loop fall with them.
+    """
+    trip = round_trip_cost(postgres_url) if postgres_url else None
+    trip_text = (
+        f"a SELECT 1 round trip (psycopg) {trip[0]:.0f} µs of client CPU, {trip[1]:.0f} µs wall"
+        if trip
+        else "no PostgreSQL round trip (not run)"
+    )
+    return f"floor:    {trip_text}; a hand-off between two threads {hand_off_cost():.0f} µs of CPU"
+
+
+def round_trip_cost(url: str) -> tuple[float, float]:
+    """Client CPU and wall time of one ``SELECT 1``, in µs (the median of 5 rounds)."""
+    cpu: list[float] = []
+    wall: list[float] = []
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cursor:
+        for _ in range(5):
+            started, clock = time.perf_counter(), time.process_time()
+            for _ in range(FLOOR_ROUND_TRIPS // 5):
+                cursor.execute("SELECT 1")
+            cpu.append((time.process_time() - clock) / (FLOOR_ROUND_TRIPS // 5) * 1e6)
+            wall.append((time.perf_counter() - started) / (FLOOR_ROUND_TRIPS // 5) * 1e6)
+    return sorted(cpu)[2], sorted(wall)[2]
+
+
+def hand_off_cost() -> float:
+    """CPU (µs) of handing control from one thread to another and back, per hand-off.
+
+    Two threads take turns through two events, as a runner's worker hands
+    executions to a receiver thread and hears back.
+    """
+    ping, pong = threading.Event(), threading.Event()
+
+    def answer() -> None:
+        for _ in range(FLOOR_HAND_OFFS):
+            ping.wait()
+            ping.clear()
+            pong.set()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    clock = time.process_time()
+    thread.start()
+    for _ in range(FLOOR_HAND_OFFS):
+        ping.set()
+        pong.wait()
+        pong.clear()
+    thread.join()
+    return (time.process_time() - clock) / (2 * FLOOR_HAND_OFFS) * 1e6

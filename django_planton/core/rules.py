@@ -44,10 +44,12 @@ def compute_delay(task: Task, attempt_number: int) -> tuple[float, BaseException
         value: Any = task.calculate_delay(attempt_number)
     except Exception as error:
         return DEFAULT_DELAY, error
+    if type(value) is float and 0.0 <= value < math.inf:  # the usual answer, told cheaply
+        return value, None
     try:
         usable = (
             not isinstance(value, bool)
-            and isinstance(value, int | float)
+            and isinstance(value, (int, float))
             and math.isfinite(value)
             and value >= 0
         )
@@ -166,7 +168,7 @@ def validate_instructions(
             unexpected_task_instructions=result,
         )
 
-    if not isinstance(result, list | tuple):
+    if not isinstance(result, (list, tuple)):
         raise reject(f"expected a list or tuple, got {type(result).__name__}.")
     if not result:  # most attempts of a quiet task
         return ()
@@ -249,19 +251,18 @@ def run_cycle(
     error: the schedule may not know about failures.
     """
     concurrency = task.concurrency if concurrency is None else concurrency
-    unchanged = CycleOutcome(attempt_number=attempt_number, saturated=True)
     try:
         active = _normalise_active(task.name, active_task_instructions)
     except UnexpectedStateError as error:
         return CycleOutcome(attempt_number=attempt_number, errors=(error,))
     if len(active) >= concurrency:
-        return unchanged
+        return CycleOutcome(attempt_number=attempt_number, saturated=True)
     try:
         limit = compute_limit(task, concurrency, active)
     except Exception as error:
         return CycleOutcome(attempt_number=attempt_number, errors=(error,))
     if limit == 0 or not may_schedule():
-        return unchanged
+        return CycleOutcome(attempt_number=attempt_number, saturated=True)
     context = ScheduleContext(
         task_name=task.name,
         active_task_instructions=active,

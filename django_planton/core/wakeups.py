@@ -102,6 +102,8 @@ class WakeUps:
 
     def finished(self, task_name: str, *, dispatched: bool) -> None:
         """The loop saw an attempt end; one that dispatched nothing makes the task quiet."""
+        if not dispatched and task_name not in self._busy:
+            return  # quiet, and was: most attempts of most tasks, so no lock
         with self._lock:
             if dispatched:
                 self._busy.add(task_name)
@@ -165,6 +167,8 @@ class WakeUps:
         A busy task's every ending wakes it; without this test, each cycle
         that refilled the slots would be followed by one that finds none free.
         """
+        if task_name not in self._after_cycle:
+            return False  # not woken during its cycle: most attempts, so no lock
         with self._lock:
             woken_at = self._after_cycle.pop(task_name, None)
             ended = self._ended_after.pop(task_name, None)
