@@ -84,7 +84,8 @@ def server_counts(conn: Any) -> ServerCounts:
         statements = int(found[0]) if found else None
     except psycopg.Error:  # the extension is not installed, or not preloaded
         statements = None
-    return ServerCounts(*(int(value) for value in row), statements)
+    transactions, returned, fetched, written = (int(value) for value in row)
+    return ServerCounts(transactions, returned, fetched, written, statements)
 
 
 class ActivitySampler:
