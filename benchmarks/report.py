@@ -394,6 +394,20 @@ def scale_row(tasks: int, result: Result | None) -> Row:
     ]
 
 
+def loop_floor_line(result: Result | None, largest: Row) -> str:
+    """6c: the loop alone at the curve's largest count, against that row's CPU per attempt."""
+    if not result or result.get("cpu_us_per_attempt") is None:
+        return "6c. The loop alone: not measured (see the run's problems)."
+    floor = result["cpu_us_per_attempt"]
+    runner = largest[SCALE_HEADERS.index("CPU us/attempt")]
+    share = f", {floor / runner:.0%} of the runner's {runner:.1f} us" if runner else ""
+    return (
+        f"6c. The loop alone (a cycle runner that does nothing, no database), "
+        f"{result['tasks']:,} tasks: {floor:.1f} us of CPU per attempt{share}; "
+        f"{result['attempts_per_s']:,.0f} attempts/s."
+    )
+
+
 def _per_attempt_threads(result: Result) -> str:
     """``worker 12, timer 3``: each thread's CPU per attempt in us, busiest first."""
     attempts = result.get("attempts") or 0

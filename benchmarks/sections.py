@@ -254,6 +254,9 @@ def scale_section(session: Session, databases: Databases, plan: Plan) -> list[Ta
                 result["cpu_share"] if result and ok else None,
             )
         )
+    largest = max(plan.scale_tasks)
+    params = {"tasks": largest, "warmup": plan.scale_warmup, "seconds": plan.scale_seconds}
+    floor = session.run(database, "loop", params, label=f"scale, the loop alone, {largest:,} tasks")
     fleet: list[Result | None] = []
     for busy in (0, plan.fleet_busy):
         params = {
@@ -282,6 +285,7 @@ def scale_section(session: Session, databases: Databases, plan: Plan) -> list[Ta
             targets.append(fairness_target(f"{what}, instructions dispatched", dispatched))
     emit(report.scale_intro(plan))
     emit(table(report.SCALE_HEADERS, curve))
+    emit(report.loop_floor_line(floor, curve[-1]))
     emit()
     emit(report.fleet_intro(plan))
     emit(table(report.FLEET_HEADERS, [report.fleet_row(result) for result in fleet]))

@@ -8,8 +8,9 @@ and prints one ``BENCHMARK-RESULT {json}`` line for the orchestrator
 One module per workload, each with ``run(params) -> result``: :mod:`.drain`,
 :mod:`.baseline` (the hand-written psycopg loops), :mod:`.threaded` (the executors'
 threaded one), :mod:`.node` (planton on Node), :mod:`.refill`,
-:mod:`.backoff`, :mod:`.idle`, :mod:`.fleet` (several runner processes, each
-a :mod:`.member`). What they share: :mod:`.common` (tasks, counters),
+:mod:`.backoff`, :mod:`.idle`, :mod:`.loop` (the loop alone, a floor under
+the scale curve), :mod:`.fleet` (several runner processes, each a
+:mod:`.member`). What they share: :mod:`.common` (tasks, counters),
 :mod:`.meters` (time, CPU, statements, memory), :mod:`.tables` (resetting
 and checking the tables), :mod:`.activity` (what the server sees: its
 connections, lock waits and counters), :mod:`.hooks` (what runs around each
@@ -32,6 +33,7 @@ NAMES = (
     "drain",
     "fleet",
     "idle",
+    "loop",
     "member",
     "node",
     "refill",
