@@ -77,9 +77,9 @@ def floor_line(postgres_url: str | None) -> str:
     """What one round trip and one hand-off between threads cost this process, measured now.
 
     Every statement pays the first and every receiver thread the second,
-    whatever runs them. On machines where system calls are dear (a
-    sandboxed kernel), both take far more CPU than on bare metal, and the
-    ratios of a threaded runner to a single-threaded loop fall with them.
+    whatever runs them. Both are mostly system calls: where those are dear
+    (some virtual machines), both take more CPU, and the ratios of a
+    threaded runner to a single-threaded loop fall with them.
     """
     trip = round_trip_cost(postgres_url) if postgres_url else None
     trip_text = (
