@@ -94,13 +94,14 @@ def round_trip_cost(url: str) -> tuple[float, float]:
     """Client CPU and wall time of one ``SELECT 1``, in µs (the median of 5 rounds)."""
     cpu: list[float] = []
     wall: list[float] = []
+    per_round = FLOOR_ROUND_TRIPS // 5
     with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cursor:
         for _ in range(5):
             started, clock = time.perf_counter(), time.process_time()
-            for _ in range(FLOOR_ROUND_TRIPS // 5):
+            for _ in range(per_round):
                 cursor.execute("SELECT 1")
-            cpu.append((time.process_time() - clock) / (FLOOR_ROUND_TRIPS // 5) * 1e6)
-            wall.append((time.perf_counter() - started) / (FLOOR_ROUND_TRIPS // 5) * 1e6)
+            cpu.append((time.process_time() - clock) / per_round * 1e6)
+            wall.append((time.perf_counter() - started) / per_round * 1e6)
     return sorted(cpu)[2], sorted(wall)[2]
 
 

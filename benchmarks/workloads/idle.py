@@ -13,10 +13,9 @@ import contextlib
 import statistics
 import time
 
-from django.conf import settings
-
 from benchmarks.checks import idle_problems
 from benchmarks.protocol import Result
+from django_planton.conf import planton_settings
 from django_planton.runner import Runner
 
 from .activity import (
@@ -86,8 +85,7 @@ def idle_result(
     return {
         "tasks": tasks,
         "workers": workers,
-        # Read as the runner reads it (the benchmarks' settings, not the example site's).
-        "setting_workers": getattr(settings, "PLANTON_MAX_WORKERS", None),
+        "setting_workers": planton_settings().max_workers,
         "seconds": meter.wall,
         "cpu": meter.cpu,
         "runner_cpu": runner_cpu,

@@ -15,11 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from django.conf import settings
-
 from benchmarks.checks import idle_problems
 from benchmarks.protocol import Result
 from django_planton import Task
+from django_planton.conf import planton_settings
 from django_planton.core import CycleReport, Planton
 
 from .meters import Meter, peak_rss_mb
@@ -51,8 +50,12 @@ def run(params: dict[str, float]) -> Result:
     count = int(params["tasks"])
     cycles = NoCycles()
     tasks = [Task(name=f"loop-{n:05d}", schedule=lambda context: []) for n in range(count)]
+    settings = planton_settings()  # the workers and batch size a Runner would use
     planton = Planton(
-        tasks, cycle_runner=cycles, max_workers=getattr(settings, "PLANTON_MAX_WORKERS", 4)
+        tasks,
+        cycle_runner=cycles,
+        max_workers=max(1, min(settings.max_workers, count)),
+        batch_size=settings.batch_size,
     )
     planton.start()
     time.sleep(params["warmup"])
